@@ -1,0 +1,50 @@
+"""The one exception tree of pylazer_sync.
+
+Every error the library raises on purpose derives from :class:`LazerError`, so
+``except pylazer_sync.LazerError`` catches them all. Where a standard exception
+is the natural expectation (``ValueError`` for bad arguments, ``TimeoutError``
+for a wait that ran out, ``ImportError`` for a missing extra), the library class
+derives from it too, so either ``except`` works.
+"""
+
+from __future__ import annotations
+
+
+class LazerError(Exception):
+    """Base class of every error raised by pylazer_sync."""
+
+
+class InvalidRequestError(LazerError, ValueError):
+    """A subscription or REST request (or a client setting) breaks the protocol's rules."""
+
+
+class ProtocolError(LazerError, ValueError):
+    """Bytes or JSON received from the wire are malformed or cannot be decoded."""
+
+
+class SignatureError(LazerError):
+    """A signature is invalid, or valid but made by a signer that is not trusted."""
+
+
+class MissingDependencyError(LazerError, ImportError):
+    """An optional extra (for example ``pylazer-sync[verify]``) is needed but not installed."""
+
+
+class AuthenticationError(LazerError):
+    """The server refused the access token (HTTP 401) or the entitlement (HTTP 403)."""
+
+
+class ConnectError(LazerError):
+    """No connection could be opened in time; the text lists each endpoint's last failure."""
+
+
+class ClientClosed(LazerError):
+    """The client was closed: no more messages will arrive."""
+
+
+class RecvTimeout(LazerError, TimeoutError):
+    """``recv()`` waited for the given timeout and no message arrived."""
+
+
+class RestError(LazerError):
+    """A REST call failed: the HTTP status and the server's error text are in the message."""
