@@ -1,6 +1,10 @@
 """pylazer_sync: a threaded, blocking Python client for the Pyth Lazer (Pyth Pro) price stream."""
 
 from . import protocol
+from .client import LazerClient
+from .config import DEFAULT_ENDPOINTS, Backoff
+from .connection import ConnectionState
+from .dedup import FrameError, Message
 from .errors import (
     AuthenticationError,
     ClientClosed,
@@ -38,17 +42,23 @@ from .protocol import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_ENDPOINTS",
     "AuthenticationError",
+    "Backoff",
     "Channel",
     "ClientClosed",
     "ConnectError",
+    "ConnectionState",
     "DeliveryFormat",
     "FeedUpdate",
     "Format",
+    "FrameError",
     "InvalidRequestError",
     "JsonBinaryEncoding",
+    "LazerClient",
     "LazerError",
     "MarketSession",
+    "Message",
     "MissingDependencyError",
     "Payload",
     "Property",

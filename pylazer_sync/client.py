@@ -1,0 +1,437 @@
+"""LazerClient: redundant connections, deduplication and a blocking ``recv()``.
+
+::
+
+ endpoint 0 -- Connection thread --+
+ endpoint 1 -- Connection thread --+--> inbound queue --> Dedup thread --> MessageBuffer --> recv()
+ endpoint 2 -- Connection thread --+    (raw frames)      (TTL cache,       (bounded,
+   (connection i uses endpoint i % len)                    decode once)      overflow policy)
+
+The client owns the queues, the threads and the subscription registry, and hands
+them to the connections and the dedup thread; those two never talk to each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from .buffer import MessageBuffer
+from .config import Backoff, ClientConfig, OverflowPolicy
+from .connection import Connection, ConnectionState
+from .dedup import STOP, Deduplicator, Message
+from .errors import AuthenticationError, ClientClosed, ConnectError, InvalidRequestError
+from .protocol import SubscribeRequest
+from .protocol.requests import ChannelLike, FormatLike, PropertyLike
+from .subscriptions import SubscriptionRegistry
+
+logger = logging.getLogger("pylazer_sync")
+
+_JOIN_TIMEOUT = 5.0
+# Frames waiting for the dedup thread, per connection. Bounded so a stuck reader under
+# the "block" policy pushes back on the sockets instead of growing memory.
+_INBOUND_PER_CONNECTION = 10_000
+
+
+class _Core:
+    """Everything the threads touch. The public client holds it; the threads never hold
+    the client, so a client that is dropped without close() can be collected and closed."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.subscriptions = SubscriptionRegistry()
+        self.inbound: queue.Queue[Any] = queue.Queue(
+            maxsize=_INBOUND_PER_CONNECTION * config.num_connections
+        )
+        self.output: MessageBuffer[Message] = MessageBuffer(
+            config.channel_capacity, config.overflow
+        )
+        self.state_changed = threading.Condition()
+        self.started = False
+        self.closed = False
+        self._open_count = 0
+        self.all_down_count = 0
+        self.connections = [
+            Connection(i, config, self.inbound, self.subscriptions, self._on_state, self.stop)
+            for i in range(config.num_connections)
+        ]
+        self.dedup = Deduplicator(
+            self.inbound,
+            self.output,
+            config.endpoints,
+            config.dedup_ttl,
+            config.dedup_size,
+        )
+
+    def _on_state(self, connection: Connection) -> None:
+        """Called by connection threads on every state change."""
+        fire = False
+        with self.state_changed:
+            open_now = sum(1 for c in self.connections if c.state is ConnectionState.OPEN)
+            if self._open_count > 0 and open_now == 0 and not self.stop.is_set():
+                fire = True
+                self.all_down_count += 1
+            self._open_count = open_now
+            self.state_changed.notify_all()
+        if fire:
+            logger.warning("all %d connections are down; reconnecting", len(self.connections))
+            callback = self.config.on_all_down
+            if callback is not None:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("on_all_down callback failed")
+
+    @property
+    def open_count(self) -> int:
+        return self._open_count
+
+    def start(self) -> None:
+        self.started = True
+        self.dedup.start()
+        for c in self.connections:
+            c.start()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.stop.set()
+        self.output.close()
+        for c in self.connections:
+            c.abort()
+        with self.state_changed:
+            self.state_changed.notify_all()
+        # Unblock the dedup thread: drop queued frames if needed to make room for STOP.
+        while True:
+            try:
+                self.inbound.put_nowait(STOP)
+                break
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.inbound.get_nowait()
+        if not self.started:
+            return
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        for c in self.connections:
+            c.join(max(0.0, deadline - time.monotonic()))
+        self.dedup.join(max(0.0, deadline - time.monotonic()))
+        stuck = [c.index for c in self.connections if c.alive]
+        if stuck or self.dedup.alive:
+            logger.warning("close(): threads still ending after %.0f s: %s", _JOIN_TIMEOUT, stuck)
+
+
+class LazerClient:
+    """A blocking client for the Pyth Lazer stream, for scripts and notebooks.
+
+    ::
+
+        with LazerClient(token="...") as client:
+            client.subscribe(price_feed_ids=[1, 2], properties=["price", "exponent"])
+            for msg in client:
+                ...
+
+    Args:
+        token: the access token; defaults to the ``PYTH_LAZER_TOKEN`` environment variable.
+            It is sent only in the ``Authorization`` header and never shown anywhere.
+        endpoints: stream URLs; default the three production endpoints. Connection i
+            uses endpoint i % len(endpoints).
+        num_connections: redundant connections (default 4, as the official SDKs); each
+            update is delivered once, from whichever connection brings it first.
+        timeout: seconds without any frame (pings included) after which a connection is
+            considered dead and replaced (default 5, as the official SDKs). Also the
+            connect/handshake timeout.
+        backoff: reconnection backoff (default as the Rust client: 0.5 s x1.5, +/-50%,
+            at most 60 s, reset after 10 s of healthy connection).
+        channel_capacity: messages buffered for ``recv()`` (default 1000).
+        dedup_ttl: seconds a seen frame is remembered (default 10, as the official SDKs).
+        dedup_size: frames remembered at most (default 100,000, as the Rust client).
+        overflow: what happens when the buffer is full: ``"block"`` (default; reading
+            pauses and TCP pushes back on the server, as the Rust client) or
+            ``"drop_oldest"`` (keep the freshest, count every drop in ``stats()``).
+        start_timeout: how long :meth:`start` waits for a first open connection.
+        allow_insecure: allow ``ws://`` to a non-loopback host (the token travels in clear).
+        ssl_context / ca_file: TLS trust for ``wss://`` (default: the system's CAs;
+            certificates are always verified).
+        max_frame_size: frames larger than this many bytes drop the connection (default 1 MiB).
+        on_all_down: called once each time the last open connection goes down.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        endpoints: Iterable[str] | None = None,
+        num_connections: int = 4,
+        timeout: float = 5.0,
+        backoff: Backoff | None = None,
+        channel_capacity: int = 1000,
+        dedup_ttl: float = 10.0,
+        dedup_size: int = 100_000,
+        overflow: OverflowPolicy = "block",
+        start_timeout: float = 30.0,
+        allow_insecure: bool = False,
+        ssl_context: Any = None,
+        ca_file: str | None = None,
+        max_frame_size: int = 1 << 20,
+        on_all_down: Callable[[], None] | None = None,
+    ) -> None:
+        config = ClientConfig.build(
+            token,
+            endpoints=endpoints,
+            num_connections=num_connections,
+            timeout=timeout,
+            backoff=backoff,
+            channel_capacity=channel_capacity,
+            dedup_ttl=dedup_ttl,
+            dedup_size=dedup_size,
+            overflow=overflow,
+            start_timeout=start_timeout,
+            allow_insecure=allow_insecure,
+            ssl_context=ssl_context,
+            ca_file=ca_file,
+            max_frame_size=max_frame_size,
+            on_all_down=on_all_down,
+        )
+        self._core = _Core(config)
+        self._start_lock = threading.Lock()
+        # Closing on garbage collection and at interpreter exit: finalize holds the
+        # core, not the client, so it does not keep the client alive.
+        self._finalizer = weakref.finalize(self, self._core.close)
+
+    @property
+    def config(self) -> ClientConfig:
+        """The validated settings (the token inside shows as ``***``)."""
+        return self._core.config
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self, wait: bool = True, timeout: float | None = None) -> LazerClient:
+        """Start the connection and dedup threads.
+
+        With ``wait`` (the default) return once at least one connection is open. Raises
+        :class:`AuthenticationError` if every connection was refused with HTTP 401/403,
+        or :class:`ConnectError` listing each endpoint's last failure if none opened
+        within ``timeout`` (default ``start_timeout``). On either error the client is
+        closed. Calling start() again is a no-op (it still waits with ``wait``).
+        """
+        core = self._core
+        with self._start_lock:
+            if core.closed:
+                raise ClientClosed("the client is closed; create a new one")
+            if not core.started:
+                core.start()
+        if wait:
+            self._wait_started(core.config.start_timeout if timeout is None else timeout)
+        return self
+
+    def _wait_started(self, timeout: float) -> None:
+        core = self._core
+        deadline = time.monotonic() + timeout
+        status: list[int] | None = None
+        with core.state_changed:
+            while True:
+                if core.closed:
+                    raise ClientClosed("the client was closed while starting")
+                if core.open_count > 0:
+                    return
+                conns = core.connections
+                if all(c.last_status in (401, 403) for c in conns):
+                    status = sorted({c.last_status for c in conns if c.last_status is not None})
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    status = None
+                    break
+                core.state_changed.wait(min(remaining, 0.25))
+        failures = "; ".join(
+            f"connection {c.index} to {c.endpoint}: {c.last_error or c.state.value}"
+            for c in core.connections
+        )
+        self.close()
+        if status is not None:
+            raise AuthenticationError(
+                f"every endpoint refused the access token (HTTP {', '.join(map(str, status))}); "
+                f"check the token and its entitlements. {failures}"
+            )
+        raise ConnectError(f"no connection opened within {timeout} s. {failures}")
+
+    def close(self) -> None:
+        """Stop every thread and close every socket; idempotent, bounded in time."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._core.closed
+
+    def __enter__(self) -> LazerClient:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    def subscribe(
+        self,
+        request: SubscribeRequest | None = None,
+        /,
+        *,
+        price_feed_ids: Iterable[int] | None = None,
+        symbols: Iterable[str] | None = None,
+        properties: Iterable[PropertyLike] | None = None,
+        channel: ChannelLike | None = None,
+        formats: Iterable[FormatLike] | None = None,
+        delivery_format: str | None = None,
+        json_binary_encoding: str | None = None,
+        parsed: bool | None = None,
+        ignore_invalid_feeds: bool | None = None,
+        market_sessions: Iterable[str] | None = None,
+        subscription_id: int | None = None,
+    ) -> int:
+        """Subscribe on every connection (now and after every reconnect); returns the id.
+
+        Pass a :class:`SubscribeRequest` or its fields as keyword arguments (``channel``
+        defaults to ``fixed_rate@200ms``). The request is validated before anything is
+        sent (:class:`InvalidRequestError`); the server's answer (``Subscribed`` or
+        ``SubscriptionError``) arrives through ``recv()``. A fresh id is assigned when
+        none is given. Safe to call from any thread, before or after ``start()``.
+        """
+        kwargs: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "price_feed_ids": price_feed_ids,
+                "symbols": symbols,
+                "properties": properties,
+                "channel": channel,
+                "formats": formats,
+                "delivery_format": delivery_format,
+                "json_binary_encoding": json_binary_encoding,
+                "parsed": parsed,
+                "ignore_invalid_feeds": ignore_invalid_feeds,
+                "market_sessions": market_sessions,
+                "subscription_id": subscription_id,
+            }.items()
+            if v is not None
+        }
+        if request is None:
+            if properties is None:
+                raise InvalidRequestError("properties: required (e.g. ['price', 'exponent'])")
+            request = SubscribeRequest(**kwargs)
+        elif kwargs:
+            raise InvalidRequestError(
+                "pass either a SubscribeRequest or keyword fields, not both "
+                f"(got {', '.join(sorted(kwargs))})"
+            )
+        elif not isinstance(request, SubscribeRequest):
+            raise InvalidRequestError(f"request: expected a SubscribeRequest, got {request!r}")
+        core = self._core
+        if core.closed:
+            raise ClientClosed("the client is closed")
+        request = core.subscriptions.add(request)
+        for c in core.connections:
+            c.send_subscribe(request)
+        assert request.subscription_id is not None
+        return request.subscription_id
+
+    def unsubscribe(self, subscription_id: int) -> None:
+        """Stop a subscription on every connection; later reconnects do not restore it."""
+        core = self._core
+        core.subscriptions.remove(subscription_id)
+        for c in core.connections:
+            c.send_unsubscribe(subscription_id)
+
+    def subscriptions(self) -> list[SubscribeRequest]:
+        """The active subscriptions, oldest first."""
+        return self._core.subscriptions.snapshot()
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """The next message: a ``StreamUpdate``, ``Subscribed``, ``SubscriptionError``, ...
+
+        Blocks up to ``timeout`` seconds (None: until a message arrives) and raises
+        :class:`~pylazer_sync.RecvTimeout` (a ``TimeoutError``) when it passes, or
+        :class:`ClientClosed` once the client is closed. Ctrl-C interrupts the wait.
+        """
+        return self._core.output.get(timeout)
+
+    def recv_many(self, max_messages: int = 1000, timeout: float | None = None) -> list[Message]:
+        """Up to ``max_messages`` at once (waits up to ``timeout`` for the first; [] if none).
+
+        Cheaper per message than :meth:`recv` when the stream is fast.
+        """
+        if max_messages < 1:
+            raise InvalidRequestError(f"max_messages: {max_messages!r} must be >= 1")
+        return self._core.output.get_many(max_messages, timeout)
+
+    def __iter__(self) -> Iterator[Message]:
+        """Messages as they arrive, blocking; the iteration ends when the client is closed."""
+        while True:
+            try:
+                yield self._core.output.get(None)
+            except ClientClosed:
+                return
+
+    # -- observing ---------------------------------------------------------------------
+
+    def wait_connected(self, count: int = 1, timeout: float | None = None) -> bool:
+        """Block until at least ``count`` connections are open; False on timeout."""
+        core = self._core
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with core.state_changed:
+            while core.open_count < count:
+                if core.closed:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                core.state_changed.wait(0.25 if remaining is None else min(remaining, 0.25))
+            return True
+
+    def stats(self) -> dict[str, Any]:
+        """Plain-data statistics: per connection, and totals of the dedup and buffer stages.
+
+        ``frames`` (data frames read on all connections) = ``unique`` + ``duplicates``;
+        ``unique`` = messages decoded (``decode_errors`` of them failed) and delivered or
+        ``dropped``.
+        """
+        core = self._core
+        d = core.dedup
+        conns = [c.stats() for c in core.connections]
+        return {
+            "connections": conns,
+            "open_connections": core.open_count,
+            "all_down_events": core.all_down_count,
+            "frames": d.frames,
+            "unique": d.unique,
+            "duplicates": d.duplicates,
+            "decode_errors": d.decode_errors,
+            "delivered": d.delivered,
+            "dropped": core.output.dropped,
+            "queue_depth": len(core.output),
+            "inbound_depth": core.inbound.qsize(),
+            "dedup_cache_size": d.cache_size,
+            "subscriptions": len(core.subscriptions),
+            "closed": core.closed,
+        }
+
+    def __repr__(self) -> str:
+        core = self._core
+        states = ", ".join(f"{c.endpoint}={c.state.value}" for c in core.connections)
+        status = "closed" if core.closed else ("started" if core.started else "not started")
+        return f"<LazerClient {status}: {states}>"

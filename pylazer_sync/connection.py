@@ -1,0 +1,324 @@
+"""One WebSocket connection: connect, (re)subscribe, read frames, push them, back off, repeat.
+
+Each :class:`Connection` owns one thread and one socket at a time. It never exits on
+an exception and never spins: every failure path closes the socket and waits per the
+backoff before the next attempt. Raw frames go to the inbound queue untouched; the
+dedup thread decides what they mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import websocket
+
+from .config import BackoffTimer, ClientConfig
+from .protocol import SubscribeRequest, UnsubscribeRequest
+from .subscriptions import SubscriptionRegistry
+
+logger = logging.getLogger("pylazer_sync")
+
+# Items on the inbound queue: (connection index, is_text, raw frame bytes).
+InboundItem = tuple[int, bool, bytes]
+
+_OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
+_OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
+_OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
+_PUT_SLICE = 0.25
+
+
+class ConnectionState(str, Enum):
+    """Where a connection is in its life cycle (as shown by ``stats()``)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    BACKOFF = "backoff"
+    AUTH_FAILED = "auth_failed"
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _ConnectionLost(Exception):
+    """Internal: the current socket is finished; the text says why."""
+
+
+def scrub(text: str, secret: str) -> str:
+    """Remove a secret from a text before it reaches a log line, stats or an exception."""
+    return text.replace(secret, "***") if secret else text
+
+
+class Connection:
+    """A resilient connection to one endpoint, run by its own daemon thread.
+
+    Args:
+        index: this connection's number (connection i uses endpoint i % len(endpoints)).
+        config: the client's validated settings.
+        inbound: where raw frames go, as :data:`InboundItem` tuples.
+        subscriptions: the client's active subscriptions, re-sent on every connect.
+        on_state: called (from this thread) on every state change.
+        stop: set by the client to end the thread.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        config: ClientConfig,
+        inbound: queue.Queue[Any],
+        subscriptions: SubscriptionRegistry,
+        on_state: Callable[[Connection], None],
+        stop: threading.Event,
+    ) -> None:
+        self.index = index
+        self.endpoint = config.endpoint_for(index)
+        self._config = config
+        self._inbound = inbound
+        self._subscriptions = subscriptions
+        self._on_state = on_state
+        self._stop = stop
+        self._backoff = BackoffTimer(config.backoff, config.timeout)
+        # Guards the socket, `state` transitions to/from OPEN and `_sent_ids`, so a
+        # subscription made while this connection opens is sent exactly once.
+        self._lock = threading.Lock()
+        self._ws: websocket.WebSocket | None = None
+        self._sent_ids: set[int] = set()
+        self.state = ConnectionState.IDLE
+        # Statistics: written only by this connection's thread.
+        self.connects = 0
+        self.disconnects = 0
+        self.frames = 0
+        self.bytes = 0
+        self.last_frame_at: float | None = None
+        self.last_error: str | None = None
+        self.last_status: int | None = None
+        self.opened_at: float | None = None
+        self._thread = threading.Thread(target=self._run, name=f"pylazer-conn-{index}", daemon=True)
+
+    # -- control, from the client's threads ----------------------------------------
+
+    def start(self) -> None:
+        """Start the connection thread."""
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; True if it did."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is running."""
+        return self._thread.is_alive()
+
+    def abort(self) -> None:
+        """Close the current socket at once (used by close(); unblocks a pending read)."""
+        with self._lock:
+            ws = self._ws
+        if ws is not None:
+            # The socket may already be gone; closing is best effort.
+            with contextlib.suppress(Exception):
+                ws.abort()
+
+    def send_subscribe(self, request: SubscribeRequest) -> None:
+        """Send a subscription if this connection is open and has not sent it yet."""
+        assert request.subscription_id is not None
+        with self._lock:
+            if self.state is ConnectionState.OPEN and request.subscription_id not in self._sent_ids:
+                self._send_locked(request.to_json())
+                self._sent_ids.add(request.subscription_id)
+
+    def send_unsubscribe(self, subscription_id: int) -> None:
+        """Send an unsubscribe if this connection is open and carries the subscription."""
+        with self._lock:
+            if self.state is ConnectionState.OPEN and subscription_id in self._sent_ids:
+                self._send_locked(UnsubscribeRequest(subscription_id).to_json())
+                self._sent_ids.discard(subscription_id)
+
+    def _send_locked(self, text: str) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            ws.send(text)
+        except Exception as exc:
+            # The reader will see the broken socket and reconnect, re-sending everything.
+            logger.info("connection %d: send failed (%s); it will reconnect", self.index, exc)
+            with contextlib.suppress(Exception):
+                ws.abort()
+
+    def stats(self) -> dict[str, Any]:
+        """Plain-data statistics of this connection."""
+        now = time.monotonic()
+        return {
+            "index": self.index,
+            "endpoint": self.endpoint,
+            "state": self.state.value,
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "frames": self.frames,
+            "bytes": self.bytes,
+            "seconds_since_last_frame": (
+                None if self.last_frame_at is None else round(now - self.last_frame_at, 3)
+            ),
+            "last_error": self.last_error,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection(index={self.index}, endpoint={self.endpoint!r}, state={self.state.value})"
+        )
+
+    # -- the thread ------------------------------------------------------------------
+
+    def _set_state(self, state: ConnectionState) -> None:
+        self.state = state
+        try:
+            self._on_state(self)
+        except Exception:  # a bug in a listener must not kill the connection
+            logger.exception("connection %d: state listener failed", self.index)
+
+    def _run(self) -> None:
+        token = self._config.token.reveal()
+        while not self._stop.is_set():
+            lifetime: float | None = None
+            try:
+                self.last_status = None
+                self._set_state(ConnectionState.CONNECTING)
+                ws = self._connect(token)
+                opened = time.monotonic()
+                try:
+                    self._open(ws)
+                    self._read_until_lost(ws)
+                finally:
+                    lifetime = time.monotonic() - opened
+                    self._close(ws)
+            except _ConnectionLost as exc:
+                self._record_failure(str(exc), token)
+            except websocket.WebSocketBadStatusException as exc:
+                self.last_status = exc.status_code
+                if exc.status_code in (401, 403):
+                    self._record_failure(
+                        f"HTTP {exc.status_code}: the server refused the access token"
+                        + (" (not entitled)" if exc.status_code == 403 else ""),
+                        token,
+                        ConnectionState.AUTH_FAILED,
+                    )
+                else:
+                    self._record_failure(f"HTTP {exc.status_code} on the WebSocket upgrade", token)
+            except Exception as exc:  # every failure means: back off and try again
+                self._record_failure(f"{type(exc).__name__}: {exc}", token)
+            if self._stop.is_set():
+                break
+            delay = self._backoff.next_delay(lifetime)
+            if self.state is not ConnectionState.AUTH_FAILED:
+                self._set_state(ConnectionState.BACKOFF)
+            logger.debug("connection %d: reconnecting in %.2f s", self.index, delay)
+            self._stop.wait(delay)
+        self._set_state(ConnectionState.CLOSED)
+
+    def _record_failure(
+        self, text: str, token: str, state: ConnectionState = ConnectionState.BACKOFF
+    ) -> None:
+        self.last_error = scrub(text, token)[:500]
+        if self._stop.is_set():
+            return
+        level = logging.ERROR if state is ConnectionState.AUTH_FAILED else logging.WARNING
+        logger.log(level, "connection %d to %s: %s", self.index, self.endpoint, self.last_error)
+        self._set_state(state)
+
+    def _connect(self, token: str) -> websocket.WebSocket:
+        sslopt: dict[str, Any] = {}
+        if self._config.ssl_context is not None:
+            sslopt["context"] = self._config.ssl_context
+        ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
+        with self._lock:
+            self._ws = ws  # so abort() can interrupt a slow handshake
+        if self._stop.is_set():
+            raise _ConnectionLost("client closing")
+        ws.connect(
+            self.endpoint,
+            header=[f"Authorization: Bearer {token}"],
+            timeout=self._config.timeout,
+        )
+        return ws
+
+    def _open(self, ws: websocket.WebSocket) -> None:
+        with self._lock:
+            self._sent_ids.clear()
+            self.connects += 1
+            self.opened_at = time.monotonic()
+            self.last_frame_at = self.opened_at
+            self.state = ConnectionState.OPEN
+            for request in self._subscriptions.snapshot():
+                assert request.subscription_id is not None
+                ws.send(request.to_json())
+                self._sent_ids.add(request.subscription_id)
+        logger.info("connection %d: open to %s", self.index, self.endpoint)
+        self._set_state(ConnectionState.OPEN)
+
+    def _close(self, ws: websocket.WebSocket) -> None:
+        with self._lock:
+            was_open = self.state is ConnectionState.OPEN
+            self._ws = None
+            self._sent_ids.clear()
+            if was_open:
+                self.state = ConnectionState.BACKOFF
+        if was_open:
+            self.disconnects += 1
+        try:
+            ws.abort()
+            ws.close(timeout=0)
+        except Exception:  # already broken: nothing more to release
+            pass
+
+    def _read_until_lost(self, ws: websocket.WebSocket) -> None:
+        """Read frames until the socket fails, stalls past the timeout, or the client stops."""
+        push = self._push
+        index = self.index
+        max_size = self._config.max_frame_size
+        while not self._stop.is_set():
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                raise _ConnectionLost(
+                    f"no frame for {self._config.timeout} s (not even a ping): connection stalled"
+                ) from None
+            except websocket.WebSocketConnectionClosedException:
+                raise _ConnectionLost("connection closed by the peer") from None
+            except OSError as exc:
+                raise _ConnectionLost(f"socket error: {exc}") from None
+            self.last_frame_at = time.monotonic()  # any frame, pings included, proves life
+            if opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
+                if len(data) > max_size:
+                    raise _ConnectionLost(
+                        f"frame of {len(data)} bytes exceeds max_frame_size {max_size}"
+                    )
+                self.frames += 1
+                self.bytes += len(data)
+                push((index, opcode == _OPCODE_TEXT, data))
+            elif opcode == _OPCODE_CLOSE:
+                raise _ConnectionLost("the server closed the connection")
+
+    def _push(self, item: InboundItem) -> None:
+        try:
+            self._inbound.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        # Back-pressure: the dedup thread is behind; wait, but stay stoppable.
+        while not self._stop.is_set():
+            try:
+                self._inbound.put(item, timeout=_PUT_SLICE)
+                return
+            except queue.Full:
+                continue

@@ -1,0 +1,147 @@
+"""The dedup thread: drop frames already seen, decode each unique frame once, deliver.
+
+Every connection carries the same subscriptions, so each update arrives once per
+connection, byte for byte identical. Deduplicating on the raw bytes before decoding
+means N connections cost N reads but one decode. Seen frames are kept for ``dedup_ttl``
+seconds in a ``cachetools.TTLCache`` bounded by ``dedup_size`` entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from cachetools import TTLCache
+
+from .buffer import MessageBuffer
+from .errors import ProtocolError
+from .protocol import ServerMessage, decode_frame
+
+logger = logging.getLogger("pylazer_sync")
+
+STOP: Final = object()
+"""Put on the inbound queue to end the dedup thread."""
+
+_ERROR_LOG_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """A frame that could not be decoded; delivered in place of a message, and counted.
+
+    The stream goes on: the same update usually arrives intact on another connection.
+    ``error`` says what was wrong (and where, for binary frames).
+    """
+
+    connection: int
+    endpoint: str
+    error: str
+    size: int
+    is_text: bool
+
+
+Message: TypeAlias = ServerMessage | FrameError
+"""Everything ``recv()`` can return."""
+
+
+class Deduplicator:
+    """Owns the TTL cache and the dedup counters; run by one daemon thread."""
+
+    def __init__(
+        self,
+        inbound: queue.Queue[Any],
+        output: MessageBuffer[Message],
+        endpoints: Sequence[str],
+        ttl: float,
+        size: int,
+        on_message: Callable[[Message], None] | None = None,
+    ) -> None:
+        self._inbound = inbound
+        self._output = output
+        self._endpoints = endpoints
+        self._seen: TTLCache[bytes, bool] = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
+        self._on_message = on_message
+        # Counters: written only by the dedup thread.
+        self.frames = 0
+        self.unique = 0
+        self.duplicates = 0
+        self.decode_errors = 0
+        self.delivered = 0
+        self._last_error_log = 0.0
+        self._errors_since_log = 0
+        self._thread = threading.Thread(target=self._run, name="pylazer-dedup", daemon=True)
+
+    def start(self) -> None:
+        """Start the dedup thread."""
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; True if it did."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is running."""
+        return self._thread.is_alive()
+
+    @property
+    def cache_size(self) -> int:
+        """Frames currently remembered."""
+        return len(self._seen)
+
+    def _run(self) -> None:
+        get = self._inbound.get
+        while True:
+            item = get()
+            if item is STOP:
+                return
+            try:
+                self._handle(item)
+            except Exception:  # a bug here must not end the stream
+                logger.exception("dedup: unexpected error handling a frame")
+
+    def _handle(self, item: tuple[int, bool, bytes]) -> None:
+        connection, is_text, data = item
+        self.frames += 1
+        seen = self._seen
+        if data in seen:
+            self.duplicates += 1
+            return
+        seen[data] = True
+        self.unique += 1
+        message: Message
+        try:
+            message = decode_frame(data, is_text)
+        except ProtocolError as exc:
+            message = self._frame_error(connection, is_text, data, str(exc))
+        if self._on_message is not None:
+            self._on_message(message)
+        if self._output.put(message):
+            self.delivered += 1
+
+    def _frame_error(self, connection: int, is_text: bool, data: bytes, text: str) -> FrameError:
+        self.decode_errors += 1
+        self._errors_since_log += 1
+        endpoint = self._endpoints[connection % len(self._endpoints)]
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
+            logger.warning(
+                "undecodable %s frame of %d bytes from connection %d (%s): %s "
+                "[%d such frame(s) since the last report]",
+                "text" if is_text else "binary",
+                len(data),
+                connection,
+                endpoint,
+                text,
+                self._errors_since_log,
+            )
+            self._last_error_log = now
+            self._errors_since_log = 0
+        return FrameError(connection, endpoint, text, len(data), is_text)
