@@ -1,0 +1,208 @@
+"""The simulator's REST endpoints: latest price, price at a time, and symbols.
+
+:class:`RestApi` answers a request (method, target, headers, body) with a status and a
+body, as PROTOCOL.md describes the production endpoints; :class:`RestServer` carries it
+over HTTP/1.1 on its own port.
+
+Why a neighbouring port and a small HTTP reader of our own: ``websockets`` answers plain
+HTTP only for GET requests without a body, and the price endpoints are POSTs with a JSON
+body. The standard library's ``http.server`` would need threads of its own, where this
+runs on the simulator's event loop with everything else; one request per connection, no
+chunked bodies, no keep-alive, which every HTTP client handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import InvalidRequestError
+from ..protocol.types import U64_MAX
+from .market import Catalogue
+from .updates import UpdateEncoder, channel_period_us, now_us, resolve, validate_rest_params
+
+logger = logging.getLogger(__name__)
+
+_MAX_HEAD: Final = 64 * 1024
+_MAX_BODY: Final = 1 << 20
+_READ_TIMEOUT: Final = 10.0
+
+Body = Any  # a JSON-ready value (answered as JSON) or a str (answered as plain text)
+
+
+class RestApi:
+    """The REST endpoints' logic, free of HTTP plumbing."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        encoder: UpdateEncoder,
+        token: str | None,
+        real_time_period_us: int,
+    ) -> None:
+        self.catalogue = catalogue
+        self.encoder = encoder
+        self._token = token.encode() if token is not None else None
+        self.real_time_period_us = real_time_period_us
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        if self._token is None:
+            return True
+        header = headers.get("authorization")
+        return header is not None and hmac.compare_digest(header.encode(), b"Bearer " + self._token)
+
+    def handle(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, Body]:
+        """Answer one request; ``headers`` keys are lower case."""
+        url = urlsplit(target)
+        routes = {
+            "/v1/latest_price": ("POST", self._latest_price),
+            "/v1/price": ("POST", self._price),
+            "/history/v1/symbols": ("GET", self._symbols),
+        }
+        route = routes.get(url.path)
+        if route is None:
+            return HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}"
+        if method != route[0]:
+            return HTTPStatus.METHOD_NOT_ALLOWED, f"{url.path} takes {route[0]}, not {method}"
+        if not self._authorized(headers):
+            return HTTPStatus.UNAUTHORIZED, "missing or invalid bearer token"
+        try:
+            return route[1](url.query, body)
+        except InvalidRequestError as exc:
+            return HTTPStatus.BAD_REQUEST, str(exc)
+
+    def _params(self, body: bytes) -> dict[str, Any]:
+        try:
+            params = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise InvalidRequestError("request body: expected a JSON object")
+        return params
+
+    def _update_at(self, params: dict[str, Any], t_us: int | None) -> tuple[int, Body]:
+        request = validate_rest_params(params)
+        resolution = resolve(request, self.catalogue)
+        if resolution.shape is None:
+            raise InvalidRequestError(resolution.error or "invalid request")
+        shape = resolution.shape
+        period = channel_period_us(shape.channel, self.real_time_period_us)
+        # The update the channel sent last at (or before) that time.
+        t = (t_us if t_us is not None else now_us()) // period * period
+        return HTTPStatus.OK, self.encoder.json_update(shape, t)
+
+    def _latest_price(self, query: str, body: bytes) -> tuple[int, Body]:
+        return self._update_at(self._params(body), None)
+
+    def _price(self, query: str, body: bytes) -> tuple[int, Body]:
+        params = self._params(body)
+        timestamp = params.pop("timestamp", None)
+        if (
+            not isinstance(timestamp, int)
+            or isinstance(timestamp, bool)
+            or not 0 <= timestamp <= U64_MAX
+        ):
+            raise InvalidRequestError(
+                f"timestamp: expected microseconds since the epoch (u64), got {timestamp!r}"
+            )
+        if timestamp > now_us():
+            raise InvalidRequestError(f"timestamp: {timestamp} is in the future")
+        return self._update_at(params, timestamp)
+
+    def _symbols(self, query: str, body: bytes) -> tuple[int, Body]:
+        args = parse_qs(query)
+        feeds = self.catalogue.search(args.get("query", [""])[0], args.get("asset_type", [""])[0])
+        return HTTPStatus.OK, [f.metadata() for f in feeds]
+
+
+class RestServer:
+    """HTTP/1.1 transport for :class:`RestApi`, one request per connection."""
+
+    def __init__(self, api: RestApi) -> None:
+        self.api = api
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the port (useful with port 0)."""
+        self._server = await asyncio.start_server(self._serve, host, port, limit=_MAX_HEAD)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
+
+    async def close(self) -> None:
+        """Stop listening and end the requests in progress."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._clients):
+            task.cancel()
+        if self._clients:
+            await asyncio.wait(self._clients, timeout=1.0)
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                logger.warning("simulator REST server did not close in time")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        try:
+            status, body = await asyncio.wait_for(self._read_and_handle(reader), _READ_TIMEOUT)
+            await self._respond(writer, status, body)
+        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._clients.discard(task)
+            writer.close()
+
+    async def _read_and_handle(self, reader: asyncio.StreamReader) -> tuple[int, Body]:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return HTTPStatus.BAD_REQUEST, "malformed request line"
+        method, target, _ = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if line:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    return HTTPStatus.BAD_REQUEST, f"malformed header line {line[:40]!r}"
+                headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not supported"
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            return HTTPStatus.BAD_REQUEST, "bad Content-Length"
+        if not 0 <= length <= _MAX_BODY:
+            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large"
+        body = await reader.readexactly(length) if length else b""
+        status, answer = self.api.handle(method, target, headers, body)
+        logger.debug("REST %s %s -> %d", method, target.split("?", 1)[0], status)
+        return status, answer
+
+    async def _respond(self, writer: asyncio.StreamWriter, status: int, body: Body) -> None:
+        if isinstance(body, str):
+            data, kind = (body + "\n").encode(), "text/plain; charset=utf-8"
+        else:
+            data, kind = json.dumps(body, separators=(",", ":")).encode(), "application/json"
+        phrase = HTTPStatus(status).phrase
+        head = (
+            f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {kind}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + data)
+        await writer.drain()

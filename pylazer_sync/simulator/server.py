@@ -1,0 +1,625 @@
+"""The simulator's WebSocket server: handshake, requests, tick scheduling and faults.
+
+Runs entirely on one asyncio event loop (the :class:`~pylazer_sync.simulator.Simulator`'s
+background thread). State that other threads read (open connections, the request log)
+is changed only under the simulator's ``threading.Condition``, which is also notified on
+every change, so tests wait for conditions instead of sleeping.
+
+Ticks: one scheduler task per tick period, alive while some subscription uses it. At each
+wall-clock multiple of the period it encodes every distinct subscription shape once and
+queues the same frame object on every connection that has that shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import logging
+import random
+import struct
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Final, Literal, get_args
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..errors import InvalidRequestError
+from ..protocol import (
+    FeedUpdate,
+    LeUnsignedMessage,
+    Payload,
+    Property,
+    ServerError,
+    ServerMessage,
+    Subscribed,
+    SubscribeRequest,
+    SubscriptionError,
+    Unsubscribed,
+    UnsubscribeRequest,
+    encode_binary_update,
+    encode_payload,
+    encode_server_message,
+)
+from ..protocol.types import U64_MAX
+from .connection import ConnectionInfo, SimConnection
+from .market import Catalogue
+from .rest import RestApi, RestServer
+from .updates import (
+    FloodSource,
+    Frame,
+    Shape,
+    UpdateEncoder,
+    channel_period_us,
+    now_us,
+    resolve,
+)
+
+logger = logging.getLogger(__name__)
+
+STREAM_PATH: Final = "/v1/stream"
+GarbageKind = Literal[
+    "random_binary",
+    "invalid_json",
+    "unknown_type",
+    "truncated_envelope",
+    "unknown_envelope",
+    "truncated_frame",
+]
+GARBAGE_KINDS: Final[tuple[str, ...]] = get_args(GarbageKind)
+RefuseMode = Literal["close", "503"]
+
+# A late scheduler catches up with at most this much of missed ticks (then skips the
+# rest, counted): a burst of stale updates after a pause helps no client.
+_MAX_CATCH_UP_US: Final = 50_000
+_FLOOD_YIELD_EVERY: Final = 64
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The knobs of one simulator (see :class:`~pylazer_sync.simulator.Simulator`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str | None = field(default=None, repr=False)
+    rate_hz: float = 1000.0
+    ping_interval: float | None = 2.0
+    rest_port: int | None = 0
+    queue_size: int = 10_000
+    close_timeout: float = 1.0
+    flood: bool = False
+    flood_rate_hz: float | None = None
+    flood_window: int = 4096
+
+    def __post_init__(self) -> None:
+        if not self.rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz!r}")
+        if self.ping_interval is not None and not self.ping_interval > 0:
+            raise ValueError(f"ping_interval must be > 0 or None, got {self.ping_interval!r}")
+        if self.flood_rate_hz is not None and not self.flood_rate_hz > 0:
+            raise ValueError(f"flood_rate_hz must be > 0 or None, got {self.flood_rate_hz!r}")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {self.queue_size!r}")
+
+    @property
+    def real_time_period_us(self) -> int:
+        """The ``real_time`` tick period: 1 / rate, at least one microsecond."""
+        return max(1, round(1_000_000 / self.rate_hz))
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A request frame received from a client, as it arrived."""
+
+    conn_id: int
+    received_at: float
+    text: str
+    message: dict[str, Any] | None  # the JSON object, or None if it was not one
+
+    @property
+    def type(self) -> str | None:
+        """The request's ``type`` field (``"subscribe"``, ``"unsubscribe"``, ...)."""
+        kind = self.message.get("type") if self.message is not None else None
+        return kind if isinstance(kind, str) else None
+
+
+@dataclass
+class _Flood:
+    rate_hz: float | None
+    step_us: int
+    sources: dict[Shape, FloodSource] = field(default_factory=dict)
+
+
+class SimulatorServer:
+    """The server proper; every method runs on the simulator's event loop."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        catalogue: Catalogue,
+        encoder: UpdateEncoder,
+        cond: threading.Condition,
+        *,
+        seed: int = 0,
+        requests: list[RequestRecord] | None = None,
+        conn_ids: Iterator[int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalogue = catalogue
+        self.encoder = encoder
+        self._cond = cond
+        self._rng = random.Random(seed)
+        self.connections: dict[int, SimConnection] = {}
+        self.requests: list[RequestRecord] = requests if requests is not None else []
+        self._conn_ids = conn_ids if conn_ids is not None else itertools.count(1)
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "connections_accepted",
+                "handshakes_refused",
+                "ticks",
+                "ticks_skipped",
+                "frames_encoded",
+            ),
+            0,
+        )
+        self.port = settings.port
+        self.rest_port = settings.rest_port
+        # tick period (us) -> shape -> conn id -> connection
+        self._by_period: dict[int, dict[Shape, dict[int, SimConnection]]] = {}
+        self._schedulers: dict[int, asyncio.Task[None]] = {}
+        self._ws_servers: list[Server] = []
+        self._listening = False
+        self._refuse_503 = False
+        self._reopen_task: asyncio.Task[None] | None = None
+        self._rest: RestServer | None = None
+        self._flood: _Flood | None = None
+        self._token = settings.token.encode() if settings.token is not None else None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on the WebSocket port (and the REST port, if enabled)."""
+        await self._listen(self.settings.port)
+        if self.settings.rest_port is not None:
+            api = RestApi(
+                self.catalogue, self.encoder, self.settings.token, self.settings.real_time_period_us
+            )
+            self._rest = RestServer(api)
+            self.rest_port = await self._rest.start(self.settings.host, self.settings.rest_port)
+        if self.settings.flood:
+            self.flood(self.settings.flood_rate_hz)
+
+    async def _listen(self, port: int) -> None:
+        server = await serve(
+            self._handler,
+            self.settings.host,
+            port,
+            process_request=self._process_request,
+            # Our own pinger replaces websockets' keepalive so that a stall can stop it.
+            ping_interval=None,
+            close_timeout=self.settings.close_timeout,
+            # Frames must be byte-identical across endpoints and cheap to send: no deflate.
+            compression=None,
+            max_size=1 << 20,
+        )
+        self._ws_servers.append(server)
+        self.port = server.sockets[0].getsockname()[1]
+        self._listening = True
+
+    async def shutdown(self) -> None:
+        """Stop listening, close every connection, stop every task."""
+        for task in self._schedulers.values():
+            task.cancel()
+        self._schedulers.clear()
+        self.stop_flood()
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+        for server in self._ws_servers:
+            server.server.close()  # stop accepting; connections are closed below
+        self._listening = False
+        if self._rest is not None:
+            await self._rest.close()
+        await self.drop(None, abrupt=False)
+        for server in self._ws_servers:
+            server.close(close_connections=False)
+            try:
+                await asyncio.wait_for(server.wait_closed(), self.settings.close_timeout + 1)
+            except asyncio.TimeoutError:
+                logger.warning("simulator: a listening server did not close in time")
+
+    # -- handshake ----------------------------------------------------------------
+
+    def _authorized(self, header: str | None) -> bool:
+        if self._token is None:
+            return True
+        expected = b"Bearer " + self._token
+        return header is not None and hmac.compare_digest(header.encode(), expected)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self._refuse_503:
+            self.counters["handshakes_refused"] += 1
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "endpoint unavailable\n")
+        if request.path.split("?", 1)[0] != STREAM_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"not found; use {STREAM_PATH}\n")
+        if not self._authorized(request.headers.get("Authorization")):
+            self.counters["handshakes_refused"] += 1
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or invalid bearer token\n")
+        return None
+
+    # -- connections and requests ----------------------------------------------------
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        conn = SimConnection(
+            next(self._conn_ids), ws, self.settings.queue_size, self.settings.ping_interval
+        )
+        with self._cond:
+            self.connections[conn.conn_id] = conn
+            self.counters["connections_accepted"] += 1
+            self._cond.notify_all()
+        logger.info("connection %d opened from %s", conn.conn_id, ws.remote_address)
+        conn.start()
+        try:
+            async for message in ws:
+                self._on_message(conn, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._forget(conn)
+            logger.info("connection %d closed", conn.conn_id)
+
+    def _forget(self, conn: SimConnection) -> None:
+        for sub_id in list(conn.subscriptions):
+            self._unindex(conn, sub_id)
+        conn.cancel_tasks()
+        with self._cond:
+            self.connections.pop(conn.conn_id, None)
+            self._cond.notify_all()
+
+    def _reply(self, conn: SimConnection, message: ServerMessage) -> None:
+        conn.offer(encode_server_message(message))
+
+    def _on_message(self, conn: SimConnection, message: str | bytes) -> None:
+        text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+        obj: Any = None
+        if isinstance(message, bytes):
+            self._reply(conn, ServerError("binary frames are not accepted: send JSON text frames"))
+        else:
+            try:
+                obj = json.loads(message)
+            except (ValueError, RecursionError) as exc:
+                self._reply(conn, ServerError(f"failed to parse the request as JSON: {exc}"))
+            else:
+                self._handle_request(conn, obj)
+        # Recorded after handling, so a test that sees the record sees its effect too.
+        with self._cond:
+            self.requests.append(
+                RequestRecord(
+                    conn.conn_id, time.time(), text, obj if isinstance(obj, dict) else None
+                )
+            )
+            self._cond.notify_all()
+
+    def _handle_request(self, conn: SimConnection, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            self._reply(conn, ServerError("a request must be a JSON object"))
+            return
+        kind = obj.get("type")
+        if kind == "subscribe":
+            self._subscribe(conn, obj)
+        elif kind == "unsubscribe":
+            self._unsubscribe(conn, obj)
+        else:
+            self._reply(
+                conn,
+                ServerError(
+                    f"unknown request type {kind!r}: expected 'subscribe' or 'unsubscribe'"
+                ),
+            )
+
+    def _subscribe(self, conn: SimConnection, obj: dict[str, Any]) -> None:
+        raw_id = obj.get("subscriptionId")
+        known_id = (
+            raw_id
+            if isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 <= raw_id <= U64_MAX
+            else None
+        )
+        try:
+            request = SubscribeRequest.from_wire(obj)
+        except InvalidRequestError as exc:
+            if known_id is None:
+                self._reply(conn, ServerError(f"invalid subscribe request: {exc}"))
+            else:
+                self._reply(conn, SubscriptionError(known_id, str(exc)))
+            return
+        sub_id = request.subscription_id
+        assert sub_id is not None
+        if sub_id in conn.subscriptions:
+            self._reply(
+                conn, SubscriptionError(sub_id, f"subscription id {sub_id} is already in use")
+            )
+            return
+        resolution = resolve(request, self.catalogue)
+        if resolution.shape is None:
+            self._reply(conn, SubscriptionError(sub_id, resolution.error or "invalid"))
+            return
+        self._reply(conn, resolution.ignored or Subscribed(sub_id))
+        self._index(conn, resolution.shape)
+        if self._flood is not None:
+            self._start_flood(conn, resolution.shape)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _unsubscribe(self, conn: SimConnection, obj: dict[str, Any]) -> None:
+        try:
+            request = UnsubscribeRequest.from_wire(obj)
+        except InvalidRequestError as exc:
+            self._reply(conn, ServerError(f"invalid unsubscribe request: {exc}"))
+            return
+        sub_id = request.subscription_id
+        if sub_id not in conn.subscriptions:
+            self._reply(conn, SubscriptionError(sub_id, f"subscription {sub_id} does not exist"))
+            return
+        self._unindex(conn, sub_id)
+        self._reply(conn, Unsubscribed(sub_id))
+
+    def _index(self, conn: SimConnection, shape: Shape) -> None:
+        period = channel_period_us(shape.channel, self.settings.real_time_period_us)
+        conn.subscriptions[shape.subscription_id] = (shape, period)
+        self._by_period.setdefault(period, {}).setdefault(shape, {})[conn.conn_id] = conn
+        if period not in self._schedulers:
+            self._schedulers[period] = asyncio.create_task(
+                self._scheduler(period), name=f"sim-ticks-{period}us"
+            )
+
+    def _unindex(self, conn: SimConnection, sub_id: int) -> None:
+        shape, period = conn.subscriptions.pop(sub_id)
+        task = conn.flood_tasks.pop(sub_id, None)
+        if task is not None:
+            task.cancel()
+        shapes = self._by_period.get(period, {})
+        conns = shapes.get(shape, {})
+        conns.pop(conn.conn_id, None)
+        if not conns:
+            shapes.pop(shape, None)
+        if not shapes:
+            self._by_period.pop(period, None)
+            scheduler = self._schedulers.pop(period, None)
+            if scheduler is not None:
+                scheduler.cancel()
+
+    # -- ticks --------------------------------------------------------------------
+
+    async def _scheduler(self, period: int) -> None:
+        max_burst = max(1, _MAX_CATCH_UP_US // period)
+        last = now_us() // period * period
+        while True:
+            now = now_us()
+            due = last + period
+            if due > now:
+                await asyncio.sleep((due - now) / 1e6)
+                continue
+            latest = now // period * period
+            count = (latest - due) // period + 1
+            if count > max_burst:
+                self.counters["ticks_skipped"] += count - max_burst
+                due = latest - (max_burst - 1) * period
+            if self._flood is None:
+                for t in range(due, latest + 1, period):
+                    self._emit(period, t)
+            last = latest
+
+    def _emit(self, period: int, t_us: int) -> None:
+        self.counters["ticks"] += 1
+        for shape, conns in self._by_period.get(period, {}).items():
+            try:
+                frame = self.encoder.frame(shape, t_us)
+            except Exception:  # a bug here must not stop the ticks of every other shape
+                logger.exception("simulator: cannot encode subscription %d", shape.subscription_id)
+                continue
+            if frame is None:
+                continue
+            self.counters["frames_encoded"] += 1
+            for conn in conns.values():
+                conn.offer(frame)
+
+    # -- queries ------------------------------------------------------------------
+
+    def connection_infos(self) -> list[ConnectionInfo]:
+        """Snapshots of the open connections, by id."""
+        return [self.connections[i].info() for i in sorted(self.connections)]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as plain data."""
+        out: dict[str, Any] = dict(self.counters)
+        out["connections"] = len(self.connections)
+        out["listening"] = self._listening and not self._refuse_503
+        out["flooding"] = self._flood is not None
+        out["frames_sent"] = sum(c.frames_sent for c in self.connections.values())
+        out["frames_dropped"] = sum(c.frames_dropped for c in self.connections.values())
+        if self._flood is not None:
+            out["flood_frames_generated"] = sum(s.generated for s in self._flood.sources.values())
+        return out
+
+    # -- faults -------------------------------------------------------------------
+
+    def _targets(self, conn_ids: Iterable[int] | None) -> list[SimConnection]:
+        if conn_ids is None:
+            return [self.connections[i] for i in sorted(self.connections)]
+        out = []
+        for conn_id in conn_ids:
+            conn = self.connections.get(conn_id)
+            if conn is None:
+                raise ValueError(f"no open connection with id {conn_id}")
+            out.append(conn)
+        return out
+
+    async def drop(self, conn_ids: Iterable[int] | None, abrupt: bool, code: int = 1001) -> int:
+        """Close connections (close handshake, or TCP reset if ``abrupt``) and wait until
+        their handlers have finished; returns how many were dropped."""
+        targets = self._targets(conn_ids)
+        handlers = [c.handler_task for c in targets if c.handler_task is not None]
+        if abrupt:
+            for conn in targets:
+                conn.abort()
+        elif targets:
+            reason = "simulator: dropping the connection"
+            await asyncio.gather(
+                *(c.close(code, reason, self.settings.close_timeout) for c in targets)
+            )
+        if handlers:
+            await asyncio.wait(handlers, timeout=self.settings.close_timeout + 1)
+        return len(targets)
+
+    def stall(self, conn_ids: Iterable[int] | None) -> int:
+        """Stall connections (see :meth:`SimConnection.stall`)."""
+        targets = self._targets(conn_ids)
+        for conn in targets:
+            conn.stall()
+        return len(targets)
+
+    def resume(self, conn_ids: Iterable[int] | None) -> int:
+        """End stalls."""
+        targets = self._targets(conn_ids)
+        for conn in targets:
+            conn.resume()
+        return len(targets)
+
+    def delay(self, conn_ids: Iterable[int] | None, seconds: float) -> int:
+        """Hold back every frame of these connections by ``seconds`` (0 ends it)."""
+        if seconds < 0:
+            raise ValueError(f"delay must be >= 0 seconds, got {seconds!r}")
+        targets = self._targets(conn_ids)
+        for conn in targets:
+            conn.delay = seconds
+        return len(targets)
+
+    async def refuse(self, seconds: float | None, mode: RefuseMode) -> None:
+        """Refuse new connections: ``close`` stops listening (clients get "connection
+        refused"), ``503`` answers the upgrade with HTTP 503. Open connections stay."""
+        if mode not in ("close", "503"):
+            raise ValueError(f"mode must be 'close' or '503', not {mode!r}")
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+            self._reopen_task = None
+        if mode == "503":
+            self._refuse_503 = True
+        elif self._listening:
+            self._ws_servers[-1].server.close()
+            self._listening = False
+        if seconds is not None:
+            self._reopen_task = asyncio.create_task(self._reopen_after(seconds))
+
+    async def _reopen_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._reopen_task = None
+        await self.accept()
+
+    async def accept(self) -> None:
+        """Accept new connections again, on the same port."""
+        if self._reopen_task is not None and self._reopen_task is not asyncio.current_task():
+            self._reopen_task.cancel()
+            self._reopen_task = None
+        self._refuse_503 = False
+        if not self._listening:
+            await self._listen(self.port)
+        with self._cond:
+            self._cond.notify_all()
+
+    def garbage(self, kind: str, conn_ids: Iterable[int] | None) -> int:
+        """Send one malformed frame of the given kind to each target connection."""
+        if kind not in GARBAGE_KINDS:
+            raise ValueError(f"unknown garbage kind {kind!r}; expected one of {GARBAGE_KINDS}")
+        targets = self._targets(conn_ids)
+        for conn in targets:
+            conn.offer(self._garbage_frame(kind, next(iter(conn.subscriptions), 1)))
+        return len(targets)
+
+    def _garbage_frame(self, kind: str, sub_id: int) -> Frame:
+        if kind == "random_binary":
+            return self._rng.randbytes(64)
+        if kind == "invalid_json":
+            return f'{{"type":"streamUpdated","subscriptionId":{sub_id},"parsed":{{"timestampUs":'
+
+        if kind == "unknown_type":
+            return json.dumps(
+                {"type": "simulatorNotice", "subscriptionId": sub_id, "note": "unknown type"},
+                separators=(",", ":"),
+            )
+        if kind == "unknown_envelope":
+            # A message whose format magic (0xdeadbeef) no client knows.
+            return encode_binary_update(sub_id, [struct.pack("<I", 0xDEADBEEF) + bytes(16)])
+        feed = FeedUpdate(1, price=1, properties=(Property.PRICE,))
+        envelope = LeUnsignedMessage(encode_payload(Payload(now_us(), [feed], 1), "little"))
+        if kind == "truncated_envelope":
+            # The frame is consistent; the envelope inside announces more payload than it has.
+            return encode_binary_update(sub_id, [envelope.encode()[:-5]])
+        # truncated_frame: the frame announces a message longer than what follows.
+        return encode_binary_update(sub_id, [envelope])[:-5]
+
+    # -- flood --------------------------------------------------------------------
+
+    def flood(self, rate_hz: float | None) -> None:
+        """Replace the ticks with a flood: as fast as each connection takes them (or at
+        ``rate_hz`` per subscription), frames with distinct timestamps."""
+        if rate_hz is not None and not rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz!r}")
+        self.stop_flood()
+        step = 1 if rate_hz is None else max(1, round(1_000_000 / rate_hz))
+        self._flood = _Flood(rate_hz, step)
+        for conn in self._targets(None):
+            for shape, _ in conn.subscriptions.values():
+                self._start_flood(conn, shape)
+
+    def stop_flood(self) -> None:
+        """Back to normal ticks."""
+        for conn in self.connections.values():
+            for task in conn.flood_tasks.values():
+                task.cancel()
+            conn.flood_tasks.clear()
+        self._flood = None
+
+    def _start_flood(self, conn: SimConnection, shape: Shape) -> None:
+        assert self._flood is not None
+        source = self._flood.sources.get(shape)
+        if source is None:
+            source = FloodSource(
+                self.encoder, shape, now_us(), self._flood.step_us, self.settings.flood_window
+            )
+            self._flood.sources[shape] = source
+        conn.flood_tasks[shape.subscription_id] = asyncio.create_task(
+            self._flood_sender(conn, source, self._flood.rate_hz),
+            name=f"sim-flood-{conn.conn_id}-{shape.subscription_id}",
+        )
+
+    async def _flood_sender(
+        self, conn: SimConnection, source: FloodSource, rate_hz: float | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        # What is already queued (the "subscribed" answer, for one) goes out first.
+        await conn.queue.join()
+        index = first = source.head
+        started = loop.time()
+        streak = 0
+        try:
+            while True:
+                if rate_hz is not None:
+                    wait = started + (index - first) / rate_hz - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                        streak = 0
+                served, frame = source.get(index)
+                conn.frames_dropped += served - index
+                await conn.send_flood(frame)
+                index = served + 1
+                streak += 1
+                if streak >= _FLOOD_YIELD_EVERY:
+                    streak = 0
+                    await asyncio.sleep(0)
+        except ConnectionClosed:
+            pass

@@ -1,0 +1,434 @@
+"""``Simulator``: a local Lazer endpoint in a background thread, driven from blocking code.
+
+The server runs on its own asyncio event loop in one daemon thread. The methods here are
+called from any other thread: they hand the work to the loop and wait for it (bounded),
+so when a fault method returns, the fault is in effect. Waiting for something to happen
+(connections, requests) blocks on a condition the loop notifies, never on a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from ..protocol import Signer
+from .connection import ConnectionInfo
+from .market import Catalogue, MarketModel, seed_to_int
+from .server import (
+    GarbageKind,
+    RefuseMode,
+    RequestRecord,
+    ServerSettings,
+    SimulatorServer,
+)
+from .updates import SigningKeys, UpdateEncoder
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_CALL_TIMEOUT: Final = 10.0
+
+
+class Simulator:
+    """A Lazer-compatible WebSocket server (and REST endpoints) for tests and demos.
+
+    Use it as a context manager, which starts it on a free port and stops it cleanly::
+
+        with Simulator(seed=1, token="secret") as sim:
+            ws = websocket.create_connection(sim.url, header=[f"Authorization: Bearer {sim.token}"])
+            ...
+            sim.drop_all(abrupt=True)          # fault injection
+            sim.wait_for_connections(1, 5.0)   # the client reconnected
+
+    Args:
+        host: interface to listen on.
+        port: WebSocket port; 0 picks a free one. :meth:`restart` keeps the port.
+        token: if set, upgrades without ``Authorization: Bearer <token>`` get HTTP 401
+            (REST calls too); if ``None``, anyone may connect.
+        seed: decides prices and signing keys: two simulators with the same seed send
+            byte-identical frames for the same subscription and tick.
+        rate_hz: the ``real_time`` channel's tick rate (default 1000 Hz: every 1 ms).
+        ping_interval: seconds between WebSocket pings (default 2 s, well inside the 5 s
+            dead-connection timeout of the official SDKs); ``None`` sends none.
+        rest_port: port of the REST endpoints; 0 picks a free one, ``None`` disables them.
+        catalogue: the feeds to offer (default :meth:`Catalogue.default`).
+        queue_size: frames queued per connection before a slow client loses frames.
+        close_timeout: seconds a clean close waits for the client's close frame.
+        flood: start in flood mode (see :meth:`flood`), at ``flood_rate_hz`` if given.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        seed: int | str = 0,
+        rate_hz: float = 1000.0,
+        ping_interval: float | None = 2.0,
+        rest_port: int | None = 0,
+        catalogue: Catalogue | None = None,
+        queue_size: int = 10_000,
+        close_timeout: float = 1.0,
+        flood: bool = False,
+        flood_rate_hz: float | None = None,
+    ) -> None:
+        self._settings = ServerSettings(
+            host=host,
+            port=port,
+            token=token,
+            rate_hz=rate_hz,
+            ping_interval=ping_interval,
+            rest_port=rest_port,
+            queue_size=queue_size,
+            close_timeout=close_timeout,
+            flood=flood,
+            flood_rate_hz=flood_rate_hz,
+        )
+        self.seed = seed
+        self.catalogue = catalogue if catalogue is not None else Catalogue.default()
+        self.market = MarketModel(self.catalogue, seed)
+        self.signer = Signer.from_seed(seed)
+        self._keys = SigningKeys(self.signer)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: SimulatorServer | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._port = port
+        self._rest_port = rest_port
+        # Kept across restarts, so resubscription after a restart can be checked and
+        # connection ids never repeat.
+        self._requests: list[RequestRecord] = []
+        self._conn_ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        state = f"url={self.url!r}" if self.running else "stopped"
+        return f"Simulator({state}, seed={self.seed!r}, auth={self.token is not None})"
+
+    # -- identity -----------------------------------------------------------------
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token clients must present (``None``: no authentication)."""
+        return self._settings.token
+
+    @property
+    def host(self) -> str:
+        """The interface the simulator listens on."""
+        return self._settings.host
+
+    @property
+    def port(self) -> int:
+        """The WebSocket port (known once started; kept across restarts)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The stream endpoint, ``ws://HOST:PORT/v1/stream``."""
+        return f"ws://{_url_host(self.host)}:{self._port}/v1/stream"
+
+    @property
+    def rest_url(self) -> str | None:
+        """Base URL of the REST endpoints (``None`` if disabled)."""
+        if self._rest_port is None:
+            return None
+        return f"http://{_url_host(self.host)}:{self._rest_port}"
+
+    @property
+    def rate_hz(self) -> float:
+        """The ``real_time`` tick rate."""
+        return self._settings.rate_hz
+
+    @property
+    def solana_public_key(self) -> bytes:
+        """The 32-byte Ed25519 key in (and behind) every Solana envelope."""
+        return self._keys.solana_public_key
+
+    @property
+    def evm_address(self) -> str:
+        """The Ethereum address EVM signatures recover to (lowercase ``0x`` hex)."""
+        return self._keys.evm_address
+
+    @property
+    def le_ecdsa_public_key(self) -> bytes:
+        """The 33-byte compressed secp256k1 key LeEcdsa signatures recover to."""
+        return self._keys.le_ecdsa_public_key
+
+    def trusted_signers(self) -> dict[str, str]:
+        """The signer identities by format, as hex strings (what a client should trust)."""
+        return {
+            "solana": self.solana_public_key.hex(),
+            "evm": self.evm_address,
+            "leEcdsa": self.le_ecdsa_public_key.hex(),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is up."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout: float = 10.0) -> Simulator:
+        """Start listening in a background thread; returns when the port is bound.
+
+        Raises ``OSError`` if the port cannot be bound, ``RuntimeError`` if already running.
+        """
+        if self.running:
+            raise RuntimeError("the simulator is already running")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        settings = self._replace_ports()
+
+        def run() -> None:
+            try:
+                asyncio.run(self._main(settings, ready))
+            except BaseException as exc:  # reported to start(), or logged if after it
+                if not ready.is_set():
+                    failure.append(exc)
+                    ready.set()
+                else:
+                    logger.exception("simulator thread failed")
+
+        self._thread = threading.Thread(target=run, name="pylazer-sync-simulator", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"the simulator did not start within {timeout} s")
+        if failure:
+            self._thread.join(timeout)
+            self._thread = None
+            raise failure[0]
+        logger.info("simulator listening on %s", self.url)
+        return self
+
+    def _replace_ports(self) -> ServerSettings:
+        from dataclasses import replace
+
+        return replace(self._settings, port=self._port, rest_port=self._rest_port)
+
+    async def _main(self, settings: ServerSettings, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        encoder = UpdateEncoder(self.market, self._keys)
+        server = SimulatorServer(
+            settings,
+            self.catalogue,
+            encoder,
+            self._cond,
+            seed=seed_to_int(self.seed),
+            requests=self._requests,
+            conn_ids=self._conn_ids,
+        )
+        await server.start()
+        self._server = server
+        self._port = server.port
+        self._rest_port = server.rest_port
+        ready.set()
+        try:
+            await self._stop_event.wait()
+        finally:
+            await server.shutdown()
+            with self._cond:
+                self._cond.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every connection, stop listening and join the thread (idempotent)."""
+        thread, loop, stop_event = self._thread, self._loop, self._stop_event
+        if thread is None:
+            return
+        if loop is not None and stop_event is not None and thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(stop_event.set)
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError(f"the simulator thread did not stop within {timeout} s")
+        self._thread = self._loop = self._server = self._stop_event = None
+
+    def restart(self) -> None:
+        """Stop (dropping every connection) and start again on the same ports."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Simulator:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- bridge to the loop -------------------------------------------------------
+
+    def _loop_and_server(self) -> tuple[asyncio.AbstractEventLoop, SimulatorServer]:
+        loop, server = self._loop, self._server
+        if loop is None or server is None or not self.running:
+            raise RuntimeError("the simulator is not running")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Simulator methods block: call them from another thread")
+        return loop, server
+
+    def _call(self, fn: Callable[[SimulatorServer], _T]) -> _T:
+        """Run ``fn(server)`` on the loop and return its result."""
+        loop, server = self._loop_and_server()
+
+        async def run() -> _T:
+            return fn(server)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(_CALL_TIMEOUT)
+
+    def _acall(self, fn: Callable[[SimulatorServer], Coroutine[Any, Any, _T]]) -> _T:
+        """Run the coroutine ``fn(server)`` on the loop and return its result."""
+        loop, server = self._loop_and_server()
+        return asyncio.run_coroutine_threadsafe(fn(server), loop).result(_CALL_TIMEOUT)
+
+    # -- observation --------------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        """How many WebSocket connections are open now."""
+        with self._cond:
+            return len(self._server.connections) if self._server is not None else 0
+
+    def connections(self) -> list[ConnectionInfo]:
+        """Snapshots of the open connections (ids for the per-connection faults)."""
+        return self._call(lambda s: s.connection_infos())
+
+    def connection_ids(self) -> list[int]:
+        """The ids of the open connections, ascending."""
+        with self._cond:
+            return sorted(self._server.connections) if self._server is not None else []
+
+    def requests(self, type: str | None = None, conn_id: int | None = None) -> list[RequestRecord]:
+        """Requests received so far (every connection, oldest first), optionally only of
+        one ``type`` (``"subscribe"``...) or one connection. Survives restarts."""
+        with self._cond:
+            records = list(self._requests)
+        return [
+            r
+            for r in records
+            if (type is None or r.type == type) and (conn_id is None or r.conn_id == conn_id)
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as plain data: connections, refused handshakes, ticks, frames..."""
+        return self._call(lambda s: s.stats())
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Block until ``predicate()`` is true, re-checking whenever the server's state
+        changes (connections, requests, subscriptions); ``TimeoutError`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met within {timeout} s")
+                self._cond.wait(remaining)
+
+    def wait_for_connections(self, n: int, timeout: float = 5.0) -> None:
+        """Block until exactly ``n`` connections are open."""
+        try:
+            self.wait_until(lambda: self._count_locked() == n, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"expected {n} open connections within {timeout} s, have {self.connection_count}"
+            ) from None
+
+    def _count_locked(self) -> int:
+        return len(self._server.connections) if self._server is not None else 0
+
+    def wait_for_requests(
+        self, n: int, type: str | None = None, timeout: float = 5.0, conn_id: int | None = None
+    ) -> list[RequestRecord]:
+        """Block until at least ``n`` requests (of ``type``, on ``conn_id``, if given)
+        have arrived; returns them."""
+
+        def matching() -> list[RequestRecord]:
+            return [
+                r
+                for r in self._requests
+                if (type is None or r.type == type) and (conn_id is None or r.conn_id == conn_id)
+            ]
+
+        try:
+            self.wait_until(lambda: len(matching()) >= n, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"expected {n} {type or ''} requests within {timeout} s, got {len(matching())}"
+            ) from None
+        with self._cond:
+            return matching()
+
+    # -- faults -------------------------------------------------------------------
+
+    def drop_all(self, abrupt: bool = False, code: int = 1001) -> int:
+        """Drop every connection: a clean close (``code``, default 1001 "going away"), or
+        with ``abrupt`` a TCP reset. Returns when they are gone; returns how many."""
+        return self._acall(lambda s: s.drop(None, abrupt, code))
+
+    def drop(self, conn_id: int, abrupt: bool = False, code: int = 1001) -> None:
+        """Drop one connection (see :meth:`drop_all`)."""
+        self._acall(lambda s: s.drop([conn_id], abrupt, code))
+
+    def stall(self, conn_id: int | None = None) -> int:
+        """Keep the TCP connection open but send nothing at all, pings included, and
+        read nothing (one connection, or every open one); :meth:`resume` ends it."""
+        return self._call(lambda s: s.stall(_ids(conn_id)))
+
+    def resume(self, conn_id: int | None = None) -> int:
+        """End a stall (frames that fell due meanwhile are not sent)."""
+        return self._call(lambda s: s.resume(_ids(conn_id)))
+
+    def delay_connection(self, conn_id: int | None, seconds: float) -> int:
+        """Hold back every frame of one connection (``None``: every open one) by
+        ``seconds``, pings included: a slow path. ``0`` ends it."""
+        return self._call(lambda s: s.delay(_ids(conn_id), seconds))
+
+    def refuse_connections(self, seconds: float | None = None, mode: RefuseMode = "close") -> None:
+        """Refuse new connections (open ones stay): ``"close"`` stops listening, so
+        clients get "connection refused"; ``"503"`` answers the upgrade with HTTP 503.
+        With ``seconds``, accept again after that long; else until :meth:`accept_connections`."""
+        self._acall(lambda s: s.refuse(seconds, mode))
+
+    def accept_connections(self) -> None:
+        """Accept new connections again (same port)."""
+        self._acall(lambda s: s.accept())
+
+    def send_garbage(self, kind: GarbageKind, conn_id: int | None = None) -> int:
+        """Send one malformed frame to one connection (or every open one). ``kind``:
+        ``random_binary``, ``invalid_json``, ``unknown_type`` (valid JSON, unknown
+        ``type``), ``truncated_envelope`` (an envelope shorter than it says),
+        ``unknown_envelope`` (unknown format magic), ``truncated_frame`` (a frame shorter
+        than its message length says)."""
+        return self._call(lambda s: s.garbage(kind, _ids(conn_id)))
+
+    def flood(self, rate_hz: float | None = None) -> None:
+        """Flood mode, for benchmarks: instead of ticks, send every subscription's updates
+        as fast as each connection takes them (or ``rate_hz`` per subscription). Frames
+        have distinct timestamps (1 us apart at full speed) and the prices of the moment
+        the flood started; one encoding per frame, shared by every connection."""
+        self._call(lambda s: s.flood(rate_hz))
+
+    def stop_flood(self) -> None:
+        """Back to normal ticks."""
+        self._call(lambda s: s.stop_flood())
+
+
+def _ids(conn_id: int | None) -> list[int] | None:
+    return None if conn_id is None else [conn_id]
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
