@@ -177,6 +177,7 @@ class SimulatorServer:
         self._listening = False
         self._refuse_503 = False
         self._reopen_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._rest: RestServer | None = None
         self._flood: _Flood | None = None
         self._token = settings.token.encode() if settings.token is not None else None
@@ -226,12 +227,24 @@ class SimulatorServer:
         if self._rest is not None:
             await self._rest.close()
         await self.drop(None, abrupt=False)
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.settings.close_timeout + 1)
         for server in self._ws_servers:
             server.close(close_connections=False)
             try:
                 await asyncio.wait_for(server.wait_closed(), self.settings.close_timeout + 1)
             except asyncio.TimeoutError:
                 logger.warning("simulator: a listening server did not close in time")
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a new connection would be accepted now."""
+        return self._listening and not self._refuse_503
+
+    def _changed(self) -> None:
+        """Wake the threads waiting on the simulator's condition."""
+        with self._cond:
+            self._cond.notify_all()
 
     # -- handshake ----------------------------------------------------------------
 
@@ -352,8 +365,6 @@ class SimulatorServer:
         self._index(conn, resolution.shape)
         if self._flood is not None:
             self._start_flood(conn, resolution.shape)
-        with self._cond:
-            self._cond.notify_all()
 
     def _unsubscribe(self, conn: SimConnection, obj: dict[str, Any]) -> None:
         try:
@@ -438,7 +449,7 @@ class SimulatorServer:
         """Counters as plain data."""
         out: dict[str, Any] = dict(self.counters)
         out["connections"] = len(self.connections)
-        out["listening"] = self._listening and not self._refuse_503
+        out["accepting"] = self.accepting
         out["flooding"] = self._flood is not None
         out["frames_sent"] = sum(c.frames_sent for c in self.connections.values())
         out["frames_dropped"] = sum(c.frames_dropped for c in self.connections.values())
@@ -459,20 +470,33 @@ class SimulatorServer:
             out.append(conn)
         return out
 
-    async def drop(self, conn_ids: Iterable[int] | None, abrupt: bool, code: int = 1001) -> int:
-        """Close connections (close handshake, or TCP reset if ``abrupt``) and wait until
-        their handlers have finished; returns how many were dropped."""
+    async def drop(
+        self, conn_ids: Iterable[int] | None, abrupt: bool, code: int = 1001, wait: bool = True
+    ) -> int:
+        """Close connections (close handshake, or TCP reset if ``abrupt``); with ``wait``,
+        until their handlers have finished (a client that does not answer the close is
+        reset after ``close_timeout``). Returns how many were dropped."""
         targets = self._targets(conn_ids)
         handlers = [c.handler_task for c in targets if c.handler_task is not None]
         if abrupt:
             for conn in targets:
                 conn.abort()
-        elif targets:
+        else:
             reason = "simulator: dropping the connection"
-            await asyncio.gather(
-                *(c.close(code, reason, self.settings.close_timeout) for c in targets)
-            )
-        if handlers:
+            closing = [
+                asyncio.create_task(c.close(code, reason, self.settings.close_timeout))
+                for c in targets
+            ]
+            self._background.update(closing)
+            for task in closing:
+                task.add_done_callback(self._background.discard)
+            if not wait:
+                # One turn of the loop: each close task sends its close frame.
+                await asyncio.sleep(0)
+                return len(targets)
+            if closing:
+                await asyncio.wait(closing)
+        if wait and handlers:
             await asyncio.wait(handlers, timeout=self.settings.close_timeout + 1)
         return len(targets)
 
@@ -514,6 +538,7 @@ class SimulatorServer:
             self._listening = False
         if seconds is not None:
             self._reopen_task = asyncio.create_task(self._reopen_after(seconds))
+        self._changed()
 
     async def _reopen_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -528,8 +553,7 @@ class SimulatorServer:
         self._refuse_503 = False
         if not self._listening:
             await self._listen(self.port)
-        with self._cond:
-            self._cond.notify_all()
+        self._changed()
 
     def garbage(self, kind: str, conn_ids: Iterable[int] | None) -> int:
         """Send one malformed frame of the given kind to each target connection."""

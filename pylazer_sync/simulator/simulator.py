@@ -131,6 +131,11 @@ class Simulator:
         return self._port
 
     @property
+    def rest_port(self) -> int | None:
+        """The REST port (``None`` if the REST endpoints are disabled)."""
+        return self._rest_port
+
+    @property
     def url(self) -> str:
         """The stream endpoint, ``ws://HOST:PORT/v1/stream``."""
         return f"ws://{_url_host(self.host)}:{self._port}/v1/stream"
@@ -302,6 +307,12 @@ class Simulator:
         with self._cond:
             return len(self._server.connections) if self._server is not None else 0
 
+    @property
+    def accepting(self) -> bool:
+        """Whether new connections are accepted now (see :meth:`refuse_connections`)."""
+        with self._cond:
+            return self._server is not None and self._server.accepting
+
     def connections(self) -> list[ConnectionInfo]:
         """Snapshots of the open connections (ids for the per-connection faults)."""
         return self._call(lambda s: s.connection_infos())
@@ -373,14 +384,20 @@ class Simulator:
 
     # -- faults -------------------------------------------------------------------
 
-    def drop_all(self, abrupt: bool = False, code: int = 1001) -> int:
+    def drop_all(self, abrupt: bool = False, code: int = 1001, wait: bool = True) -> int:
         """Drop every connection: a clean close (``code``, default 1001 "going away"), or
-        with ``abrupt`` a TCP reset. Returns when they are gone; returns how many."""
-        return self._acall(lambda s: s.drop(None, abrupt, code))
+        with ``abrupt`` a TCP reset (SO_LINGER 0). Returns how many were dropped.
 
-    def drop(self, conn_id: int, abrupt: bool = False, code: int = 1001) -> None:
+        With ``wait`` (the default) it returns once they are gone, which for a clean
+        close means once each client answered the close frame (or ``close_timeout``
+        passed, after which it is reset); with ``wait=False`` as soon as the close frames
+        are sent, for clients that only answer when they next read.
+        """
+        return self._acall(lambda s: s.drop(None, abrupt, code, wait))
+
+    def drop(self, conn_id: int, abrupt: bool = False, code: int = 1001, wait: bool = True) -> None:
         """Drop one connection (see :meth:`drop_all`)."""
-        self._acall(lambda s: s.drop([conn_id], abrupt, code))
+        self._acall(lambda s: s.drop([conn_id], abrupt, code, wait))
 
     def stall(self, conn_id: int | None = None) -> int:
         """Keep the TCP connection open but send nothing at all, pings included, and
