@@ -1,0 +1,82 @@
+"""Shared helpers for the client tests: simulators as endpoints, bounded collection loops."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pylazer_sync as pl
+from pylazer_sync.simulator import Simulator
+
+TOKEN = "test-token-6f1d2c"  # a distinctive string, so a leak is easy to find
+FAST_BACKOFF = pl.Backoff(initial=0.05, multiplier=1.5, randomization=0.5, max_interval=0.5)
+FAST_BACKOFF_MAX = 0.5 * 1.5  # max_interval with the randomization's upper bound
+
+
+@contextlib.contextmanager
+def simulators(n: int = 3, seed: int = 1, **kwargs: object) -> Iterator[list[Simulator]]:
+    """``n`` simulators with the same seed: redundant endpoints sending identical frames."""
+    sims: list[Simulator] = []
+    try:
+        for _ in range(n):
+            sims.append(Simulator(seed=seed, **kwargs).start())  # type: ignore[arg-type]
+        yield sims
+    finally:
+        for sim in sims:
+            sim.stop()
+
+
+def make_client(sims: list[Simulator], **kwargs: object) -> pl.LazerClient:
+    options: dict[str, object] = {
+        "endpoints": [s.url for s in sims],
+        "num_connections": 4,
+        "timeout": 2.0,
+        "backoff": FAST_BACKOFF,
+        "start_timeout": 20.0,
+    }
+    options.update(kwargs)
+    return pl.LazerClient(TOKEN, **options)  # type: ignore[arg-type]
+
+
+def collect_updates(
+    client: pl.LazerClient,
+    count: int,
+    timeout: float = 20.0,
+    on_message: Callable[[pl.Message], None] | None = None,
+) -> list[pl.StreamUpdate]:
+    """Receive until ``count`` stream updates arrived; other messages go to ``on_message``."""
+    deadline = time.monotonic() + timeout
+    updates: list[pl.StreamUpdate] = []
+    while len(updates) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"only {len(updates)} of {count} updates within {timeout} s")
+        msg = client.recv(timeout=remaining)
+        if isinstance(msg, pl.StreamUpdate):
+            updates.append(msg)
+        elif on_message is not None:
+            on_message(msg)
+    return updates
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Bounded wait for a condition that has no event of its own (polls every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def assert_contiguous(timestamps: list[int], period_us: int) -> None:
+    """Every tick once, in order, none missing."""
+    gaps = [(a, b) for a, b in zip(timestamps, timestamps[1:]) if b - a != period_us]
+    assert not gaps, f"missing or repeated ticks: {gaps[:5]}"
+
+
+def client_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pylazer-conn-")] + [
+        t for t in threading.enumerate() if t.name == "pylazer-dedup"
+    ]
