@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +73,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 def assert_contiguous(timestamps: list[int], period_us: int) -> None:
     """Every tick once, in order, none missing."""
-    gaps = [(a, b) for a, b in zip(timestamps, timestamps[1:]) if b - a != period_us]
+    gaps = [(a, b) for a, b in itertools.pairwise(timestamps) if b - a != period_us]
     assert not gaps, f"missing or repeated ticks: {gaps[:5]}"
 
 

@@ -97,7 +97,7 @@ def test_all_endpoints_down_then_back_resumes_and_signals_once() -> None:
         update = collect_updates(client, 1, timeout=FAST_BACKOFF_MAX + 2.0 + MARGIN)[0]
         assert update.subscription_id == sub
         resumed = time.monotonic() - back
-        for sim, before in zip(sims, counts):
+        for sim, before in zip(sims, counts, strict=True):
             sim.wait_for_requests(before + 1, type="subscribe", timeout=10)
         assert len(downs) == 1  # the signal fired once for the one outage
         assert client.stats()["all_down_events"] == 1
@@ -172,9 +172,11 @@ def test_bad_token_fails_start_quickly_without_a_busy_loop(
 
 def test_a_token_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTH_LAZER_TOKEN", "env-token-abc")
-    with Simulator(seed=1, token="env-token-abc") as sim:
-        with pl.LazerClient(endpoints=[sim.url], num_connections=1) as client:
-            assert client.stats()["open_connections"] == 1
+    with (
+        Simulator(seed=1, token="env-token-abc") as sim,
+        pl.LazerClient(endpoints=[sim.url], num_connections=1) as client,
+    ):
+        assert client.stats()["open_connections"] == 1
 
 
 @pytest.mark.parametrize("delivery", ["json", "binary"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import random
 
@@ -84,7 +85,7 @@ def test_backoff_matches_the_rust_client_shape() -> None:
     # Without randomization: 0.5, 0.75, 1.125, ... capped at 60, never giving up.
     assert delays[:3] == pytest.approx([0.5, 0.75, 1.125])
     assert delays[-1] == 60.0
-    assert all(b >= a for a, b in zip(delays, delays[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(delays))
     assert wait is not None
 
 
