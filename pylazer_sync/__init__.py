@@ -38,6 +38,8 @@ from .protocol import (
     decode_message,
     parse_server_message,
 )
+from .rest import RestClient, SymbolInfo
+from .snapshot import LatestFeed
 
 __version__ = "0.1.0"
 
@@ -55,6 +57,7 @@ __all__ = [
     "FrameError",
     "InvalidRequestError",
     "JsonBinaryEncoding",
+    "LatestFeed",
     "LazerClient",
     "LazerError",
     "MarketSession",
@@ -64,6 +67,7 @@ __all__ = [
     "Property",
     "ProtocolError",
     "RecvTimeout",
+    "RestClient",
     "RestError",
     "ServerError",
     "SignatureError",
@@ -72,6 +76,7 @@ __all__ = [
     "Subscribed",
     "SubscribedWithIgnoredFeeds",
     "SubscriptionError",
+    "SymbolInfo",
     "UnknownMessage",
     "Unsubscribed",
     "__version__",

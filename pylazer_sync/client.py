@@ -28,8 +28,10 @@ from .config import Backoff, ClientConfig, OverflowPolicy
 from .connection import Connection, ConnectionState
 from .dedup import STOP, Deduplicator, Message
 from .errors import AuthenticationError, ClientClosed, ConnectError, InvalidRequestError
-from .protocol import SubscribeRequest
+from .protocol import StreamUpdate, SubscribeRequest
 from .protocol.requests import ChannelLike, FormatLike, PropertyLike
+from .rest import RestClient, SymbolInfo
+from .snapshot import LatestFeed, LatestSnapshot
 from .subscriptions import SubscriptionRegistry
 
 logger = logging.getLogger("pylazer_sync")
@@ -63,12 +65,23 @@ class _Core:
             Connection(i, config, self.inbound, self.subscriptions, self._on_state, self.stop)
             for i in range(config.num_connections)
         ]
+        self.snapshot = LatestSnapshot()
         self.dedup = Deduplicator(
             self.inbound,
             self.output,
             config.endpoints,
             config.dedup_ttl,
             config.dedup_size,
+            self.snapshot,
+            queue_updates=not config.snapshot_only,
+        )
+        self.rest = RestClient(
+            config.token,
+            rest_url=config.rest_url,
+            history_url=config.history_url,
+            timeout=config.timeout * 2,
+            ssl_context=config.ssl_context,
+            allow_insecure=config.allow_insecure,
         )
 
     def _on_state(self, connection: Connection) -> None:
@@ -163,6 +176,18 @@ class LazerClient:
             certificates are always verified).
         max_frame_size: frames larger than this many bytes drop the connection (default 1 MiB).
         on_all_down: called once each time the last open connection goes down.
+        snapshot_only: keep only the :meth:`latest` snapshot and do not queue stream
+            updates for ``recv()`` (for dashboards that only ever ask "what is it now?");
+            other messages (``Subscribed``, errors, ...) are still queued.
+        rest_url / history_url: base URLs of the REST calls (:meth:`latest_price`,
+            :meth:`price`, :meth:`symbols`); by default derived from the first endpoint
+            (production: ``https://pyth-lazer-0.dourolabs.app`` and the history service).
+
+    The latest-value snapshot (:meth:`latest`, :meth:`latest_prices`) is updated as each
+    unique update is decoded, before it is queued. Under ``overflow="drop_oldest"`` or
+    ``snapshot_only=True`` it stays fresh whether or not anyone calls ``recv()``; under
+    ``"block"`` a reader that stops also stops the stream (back-pressure), so the snapshot
+    is then at most ``channel_capacity`` updates ahead of the reader.
     """
 
     def __init__(
@@ -183,6 +208,9 @@ class LazerClient:
         ca_file: str | None = None,
         max_frame_size: int = 1 << 20,
         on_all_down: Callable[[], None] | None = None,
+        snapshot_only: bool = False,
+        rest_url: str | None = None,
+        history_url: str | None = None,
     ) -> None:
         config = ClientConfig.build(
             token,
@@ -200,6 +228,9 @@ class LazerClient:
             ca_file=ca_file,
             max_frame_size=max_frame_size,
             on_all_down=on_all_down,
+            snapshot_only=snapshot_only,
+            rest_url=rest_url,
+            history_url=history_url,
         )
         self._core = _Core(config)
         self._start_lock = threading.Lock()
@@ -386,6 +417,43 @@ class LazerClient:
                 yield self._core.output.get(None)
             except ClientClosed:
                 return
+
+    # -- the latest values ---------------------------------------------------------------
+
+    def latest(self, feed_id: int) -> LatestFeed | None:
+        """The newest update of one feed seen by this client (None if none yet).
+
+        Does not touch the ``recv()`` queue: a notebook cell can ask at any time.
+        """
+        return self._core.snapshot.get(feed_id)
+
+    def latest_prices(self) -> dict[int, LatestFeed]:
+        """The newest update of every feed seen so far, by feed id (a copy).
+
+        ``pylazer_sync.frames.latest_frame(client)`` gives the same as a DataFrame.
+        """
+        return self._core.snapshot.all()
+
+    # -- REST ------------------------------------------------------------------------------
+
+    def latest_price(
+        self, request: SubscribeRequest | None = None, /, **fields: Any
+    ) -> StreamUpdate:
+        """Ask the REST API for the latest update of some feeds (no subscription needed).
+
+        Same arguments as :meth:`subscribe`; returns a :class:`StreamUpdate` (id 0).
+        """
+        return self._core.rest.latest_price(request, **fields)
+
+    def price(
+        self, timestamp_us: int, request: SubscribeRequest | None = None, /, **fields: Any
+    ) -> StreamUpdate:
+        """Ask the REST API for the update in force at ``timestamp_us``."""
+        return self._core.rest.price(timestamp_us, request, **fields)
+
+    def symbols(self, query: str | None = None, asset_type: str | None = None) -> list[SymbolInfo]:
+        """The feeds catalogue from the REST API, filtered by text and/or asset type."""
+        return self._core.rest.symbols(query, asset_type)
 
     # -- observing ---------------------------------------------------------------------
 

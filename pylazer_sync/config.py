@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import tenacity
 from tenacity.wait import wait_base
@@ -26,6 +26,11 @@ DEFAULT_ENDPOINTS: Final = (
     "wss://pyth-lazer-2.dourolabs.app/v1/stream",
 )
 """Production stream endpoints; Lazer advises connecting to all of them at once."""
+
+DEFAULT_REST_URL: Final = "https://pyth-lazer-0.dourolabs.app"
+"""Base URL of the REST calls ``/v1/latest_price`` and ``/v1/price``."""
+DEFAULT_HISTORY_URL: Final = "https://history.pyth-lazer.dourolabs.app"
+"""Base URL of the metadata service (``/history/v1/symbols``)."""
 
 TOKEN_ENV_VAR: Final = "PYTH_LAZER_TOKEN"
 
@@ -145,6 +150,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def rest_url_for(stream_endpoint: str) -> str:
+    """The REST base URL of a stream endpoint: same host, ``https``/``http``, no path."""
+    parts = urlsplit(stream_endpoint)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urlunsplit((scheme, parts.netloc, "", "", ""))
+
+
 def check_endpoint(url: str, allow_insecure: bool) -> str:
     """Validate one stream endpoint URL: ``wss://``, or ``ws://`` to loopback only."""
     if not isinstance(url, str):
@@ -181,6 +193,9 @@ class ClientConfig:
     ssl_context: ssl.SSLContext | None = None
     max_frame_size: int = 1 << 20
     on_all_down: Callable[[], None] | None = None
+    snapshot_only: bool = False
+    rest_url: str = DEFAULT_REST_URL
+    history_url: str = DEFAULT_HISTORY_URL
 
     @classmethod
     def build(
@@ -201,6 +216,9 @@ class ClientConfig:
         ca_file: str | None = None,
         max_frame_size: int = 1 << 20,
         on_all_down: Callable[[], None] | None = None,
+        snapshot_only: bool = False,
+        rest_url: str | None = None,
+        history_url: str | None = None,
     ) -> ClientConfig:
         """Validate every knob and resolve the token (argument, else ``PYTH_LAZER_TOKEN``)."""
         if token is None:
@@ -245,6 +263,10 @@ class ClientConfig:
                 raise InvalidRequestError(f"ca_file: cannot load {ca_file!r}: {exc}") from None
         if on_all_down is not None and not callable(on_all_down):
             raise InvalidRequestError("on_all_down: must be callable")
+        if rest_url is None:
+            rest_url = DEFAULT_REST_URL if endpoints is None else rest_url_for(eps[0])
+        if history_url is None:
+            history_url = DEFAULT_HISTORY_URL if endpoints is None else rest_url
         return cls(
             token=Secret(token),
             endpoints=eps,
@@ -260,6 +282,9 @@ class ClientConfig:
             ssl_context=ssl_context,
             max_frame_size=max_frame_size,
             on_all_down=on_all_down,
+            snapshot_only=bool(snapshot_only),
+            rest_url=rest_url,
+            history_url=history_url,
         )
 
     def endpoint_for(self, connection_index: int) -> str:

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -20,7 +20,8 @@ from cachetools import TTLCache
 
 from .buffer import MessageBuffer
 from .errors import ProtocolError
-from .protocol import ServerMessage, decode_frame
+from .protocol import ServerMessage, StreamUpdate, decode_frame
+from .snapshot import LatestSnapshot
 
 logger = logging.getLogger("pylazer_sync")
 
@@ -59,13 +60,15 @@ class Deduplicator:
         endpoints: Sequence[str],
         ttl: float,
         size: int,
-        on_message: Callable[[Message], None] | None = None,
+        snapshot: LatestSnapshot,
+        queue_updates: bool = True,
     ) -> None:
         self._inbound = inbound
         self._output = output
         self._endpoints = endpoints
         self._seen: TTLCache[bytes, bool] = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
-        self._on_message = on_message
+        self._snapshot = snapshot
+        self._queue_updates = queue_updates
         # Counters: written only by the dedup thread.
         self.frames = 0
         self.unique = 0
@@ -121,8 +124,11 @@ class Deduplicator:
             message = decode_frame(data, is_text)
         except ProtocolError as exc:
             message = self._frame_error(connection, is_text, data, str(exc))
-        if self._on_message is not None:
-            self._on_message(message)
+        if type(message) is StreamUpdate:
+            # The snapshot first: it stays fresh even while put() waits for a reader.
+            self._snapshot.update(message)
+            if not self._queue_updates:
+                return
         if self._output.put(message):
             self.delivered += 1
 

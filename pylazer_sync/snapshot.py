@@ -1,0 +1,70 @@
+"""The newest value of every feed, kept as updates arrive, for "what is BTC now?".
+
+The dedup thread writes it for every unique update before the update is queued for
+``recv()``, so it is fresh even when nobody reads the queue (see the overflow policy
+notes in ``LazerClient``'s docstring). Readers get copies; no lock is held while they
+look at them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .protocol import FeedUpdate, StreamUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class LatestFeed:
+    """The newest update of one feed: its values, when it was made and when it arrived."""
+
+    feed: FeedUpdate
+    timestamp_us: int
+    """The update's timestamp (microseconds since the Unix epoch)."""
+    subscription_id: int
+    received_at: float
+    """``time.time()`` when the client decoded it."""
+
+    @property
+    def feed_id(self) -> int:
+        """The feed's id."""
+        return self.feed.feed_id
+
+    def real(self, name: str = "price") -> Decimal | None:
+        """Exact real value of a price-like field (see :meth:`FeedUpdate.real`)."""
+        return self.feed.real(name)
+
+
+class LatestSnapshot:
+    """Thread-safe map feed id -> :class:`LatestFeed`, one writer, any number of readers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._feeds: dict[int, LatestFeed] = {}
+
+    def update(self, update: StreamUpdate) -> None:
+        """Record every feed of an update (an older timestamp never replaces a newer one)."""
+        payload = update.payload
+        if payload is None:
+            return
+        ts = payload.timestamp_us
+        now = time.time()
+        sub = update.subscription_id
+        feeds = self._feeds
+        with self._lock:
+            for feed in payload.feeds:
+                current = feeds.get(feed.feed_id)
+                if current is None or current.timestamp_us <= ts:
+                    feeds[feed.feed_id] = LatestFeed(feed, ts, sub, now)
+
+    def get(self, feed_id: int) -> LatestFeed | None:
+        """The newest update of one feed, or None if none arrived yet."""
+        with self._lock:
+            return self._feeds.get(feed_id)
+
+    def all(self) -> dict[int, LatestFeed]:
+        """A copy of the whole snapshot, by feed id."""
+        with self._lock:
+            return dict(self._feeds)
