@@ -246,6 +246,9 @@ def decode_message(data: bytes) -> Envelope:
     Raises :class:`ProtocolError` for a short input, an unknown magic or a length that
     does not match; the message says what and at which offset.
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        # bytes(data) would take a str as an error and an int as a size to allocate.
+        raise ProtocolError(f"envelope: expected bytes, got {type(data).__name__}")
     data = bytes(data)
     n = len(data)
     if n < 4:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -101,6 +101,17 @@ class FeedUpdate:
             return self.properties
         return tuple(p for p in Property if getattr(self, PROPERTY_ATTRS[p]) is not None)
 
+
+# The decoders build a FeedUpdate positionally (faster than keywords on the hot path):
+# feed_id, then the 13 property fields in property-id order, then ``properties``.
+assert [f.name for f in fields(FeedUpdate)] == [
+    "feed_id",
+    *(PROPERTY_ATTRS[p] for p in Property),
+    "properties",
+], "FeedUpdate's fields must be feed_id, the properties in id order, then properties"
+_NO_VALUES: Final[tuple[None, ...]] = (None,) * len(Property)
+# The same class, typed loosely: mypy cannot check a call with a list spread in the middle.
+_new_feed: Final[Callable[..., FeedUpdate]] = FeedUpdate
 
 _PRICE_LIKE_ORDER: Final = tuple(
     PROPERTY_ATTRS[p] for p in Property if PROPERTY_ATTRS[p] in PRICE_LIKE_ATTRS
@@ -216,6 +227,8 @@ def _codec(byte_order: str) -> _Codec:
 def decode_payload(data: bytes, byte_order: ByteOrder) -> Payload:
     """Decode the binary payload of an envelope (PROTOCOL.md, "Payload")."""
     c = _codec(byte_order)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"payload: expected bytes, got {type(data).__name__}")
     n = len(data)
     if n < 14:
         raise ProtocolError(f"payload too short: {n} bytes, the header alone needs 14")
@@ -235,7 +248,7 @@ def decode_payload(data: bytes, byte_order: ByteOrder) -> Payload:
             )
         feed_id, prop_count = c.feed_head.unpack_from(data, off)
         off += 5
-        values: dict[str, Any] = {}
+        values: list[Any] = list(_NO_VALUES)
         props: list[Property] = []
         for _ in range(prop_count):
             if off >= n:
@@ -280,9 +293,9 @@ def decode_payload(data: bytes, byte_order: ByteOrder) -> Payload:
                     f"payload truncated at offset {off}: value of property {prop.value} "
                     f"(feed {feed_id}) runs past the end ({n} bytes)"
                 ) from None
-            values[PROPERTY_ATTRS[prop]] = value
+            values[PROPERTY_IDS[prop]] = value
             props.append(prop)
-        feeds.append(FeedUpdate(feed_id, **values, properties=tuple(props)))
+        feeds.append(_new_feed(feed_id, *values, tuple(props)))
     if off != n:
         raise ProtocolError(f"payload has {n - off} unexpected trailing bytes at offset {off}")
     return Payload(timestamp_us=timestamp, feeds=feeds, channel_id=channel_id)
@@ -363,55 +376,80 @@ def _session_code(value: str | None) -> int:
 # JSON ``parsed`` object
 # ---------------------------------------------------------------------------------
 
+# The longest decimal spelling of a wire integer: "-9223372036854775808" (i64 min) and
+# "18446744073709551615" (u64 max) both have 20 characters. Longer strings are refused
+# before ``int()`` runs, so a megabyte of digits costs nothing and the error stays short.
+_MAX_INT_CHARS: Final = 20
 
-def _int_field(value: Any, where: str, lo: int, hi: int) -> int:
-    """An integer given as a JSON number or a decimal string, range-checked."""
+
+class BadValue(ProtocolError):
+    """A JSON value of the wrong type or range; the text says why, the caller adds where.
+
+    Internal to the protocol layer: decoders catch it and raise :class:`ProtocolError`
+    with the field path, building that path only when something is wrong (the hot path
+    formats no strings). It derives from ProtocolError so that even a missed catch
+    stays inside the documented exception.
+    """
+
+
+def _short(number: int) -> str:
+    text = str(number)
+    digits = len(text) - (text[0] == "-")
+    return text if digits <= 24 else f"{text[:20]}... ({digits} digits)"
+
+
+def int_value(value: Any, lo: int, hi: int) -> int:
+    """An integer given as a JSON number or a decimal string, range-checked.
+
+    Strings must be plain ASCII decimal (an optional ``-``, then digits): ``int()`` alone
+    would also take ``" 1"``, ``"1_000"``, ``"+1"`` and non-ASCII digits, none of which
+    the server sends. Raises :class:`BadValue`.
+    """
     if type(value) is int:
         result = value
     elif type(value) is str:
-        try:
-            result = int(value, 10)
-        except ValueError:
-            raise ProtocolError(f"{where}: {value[:40]!r} is not an integer") from None
+        if len(value) > _MAX_INT_CHARS:
+            raise BadValue(f"a string of {len(value)} characters is too long for an integer")
+        # isdigit() is true for non-ASCII digits too, hence isascii().
+        if not (value.isdigit() or (value[:1] == "-" and value[1:].isdigit())) or not (
+            value.isascii()
+        ):
+            raise BadValue(f"{value!r} is not a decimal integer")
+        result = int(value)
     else:
-        raise ProtocolError(f"{where}: expected an integer (number or string), got {value!r:.40}")
-    if not lo <= result <= hi:
-        raise ProtocolError(f"{where}: {result} is out of range {lo}..{hi}")
-    return result
+        raise BadValue(f"expected an integer (number or string), got {value!r:.40}")
+    if lo <= result <= hi:
+        return result
+    raise BadValue(f"{_short(result)} is out of range {lo}..{hi}")
 
 
-def _session_field(value: Any, where: str) -> str:
-    if type(value) is not str:
-        raise ProtocolError(f"{where}: expected a session name string, got {value!r:.40}")
-    return value
+def _int_at(value: Any, where: str, lo: int, hi: int) -> int:
+    try:
+        return int_value(value, lo, hi)
+    except BadValue as exc:
+        raise ProtocolError(f"{where}: {exc}") from None
 
 
-_Converter = Callable[[Any, str], Any]
-
-
-def _ranged(lo: int, hi: int) -> _Converter:
-    return lambda value, where: _int_field(value, where, lo, hi)
-
-
-_I64_CONV = _ranged(I64_MIN, I64_MAX)
-_U64_CONV = _ranged(0, U64_MAX)
-
-# wire name -> (attribute, converter, encode-as-string?)
-_JSON_PROPS: Final[dict[str, tuple[str, _Converter, Property]]] = {
+# Integer properties: wire name -> (property id, lo, hi, property). The id is also the
+# index of the value among FeedUpdate's property fields. marketSession, a string, is
+# handled on its own.
+_JSON_INT_PROPS: Final[dict[str, tuple[int, int, int, Property]]] = {
     p.value: (
-        PROPERTY_ATTRS[p],
-        {
-            _I64_NULLABLE: _I64_CONV,
-            _FLAG_I64: _I64_CONV,
-            _FLAG_U64: _U64_CONV,
-            _U16: _ranged(0, U16_MAX),
-            _I16: _ranged(I16_MIN, I16_MAX),
-            _SESSION: _session_field,
+        PROPERTY_IDS[p],
+        *{
+            _I64_NULLABLE: (I64_MIN, I64_MAX),
+            _FLAG_I64: (I64_MIN, I64_MAX),
+            _FLAG_U64: (0, U64_MAX),
+            _U16: (0, U16_MAX),
+            _I16: (I16_MIN, I16_MAX),
         }[_KIND_BY_PROPERTY[p]],
         p,
     )
     for p in Property
+    if p is not Property.MARKET_SESSION
 }
+_SESSION_KEY: Final = Property.MARKET_SESSION.value
+_SESSION_ID: Final = PROPERTY_IDS[Property.MARKET_SESSION]
 
 # PROTOCOL.md's "JSON (parsed) value" column: these are strings, the rest numbers.
 _JSON_STRING_PROPS: Final = frozenset(
@@ -419,26 +457,60 @@ _JSON_STRING_PROPS: Final = frozenset(
 )
 
 
-def feed_from_json_obj(obj: Any, where: str = "priceFeeds[]") -> FeedUpdate:
-    """Decode one element of ``parsed.priceFeeds``; unknown keys are ignored."""
+def _feed_from_json(obj: Any) -> FeedUpdate:
+    """One ``priceFeeds`` element, or :class:`BadValue` whose text starts with the key path.
+
+    This runs for every feed of every JSON update, so the common cases (a number in
+    range, a string of ASCII digits) are checked inline; everything else, including
+    every error, goes through :func:`int_value`, which says what was wrong.
+    """
     if type(obj) is not dict:
-        raise ProtocolError(f"{where}: expected an object, got {type(obj).__name__}")
-    values: dict[str, Any] = {}
+        raise BadValue(f": expected an object, got {type(obj).__name__}")
+    values: list[Any] = list(_NO_VALUES)
     props: list[Property] = []
     feed_id: int | None = None
-    for key, value in obj.items():
-        if key == "priceFeedId":
-            feed_id = _int_field(value, f"{where}.priceFeedId", 0, U32_MAX)
-            continue
-        spec = _JSON_PROPS.get(key)
-        if spec is None or value is None:
-            continue  # unknown fields are tolerated; null means absent
-        attr, conv, prop = spec
-        values[attr] = conv(value, f"{where}.{key}")
-        props.append(prop)
+    key = ""
+    try:
+        for key, value in obj.items():
+            if value is None:
+                continue  # null means absent
+            spec = _JSON_INT_PROPS.get(key)
+            if spec is not None:
+                index, lo, hi, prop = spec
+                if type(value) is int and lo <= value <= hi:
+                    values[index] = value
+                elif (
+                    type(value) is str
+                    and len(value) <= _MAX_INT_CHARS
+                    and value.isdigit()
+                    and value.isascii()
+                    and lo <= (number := int(value)) <= hi
+                ):
+                    values[index] = number
+                else:
+                    values[index] = int_value(value, lo, hi)
+                props.append(prop)
+            elif key == "priceFeedId":
+                feed_id = int_value(value, 0, U32_MAX)
+            elif key == _SESSION_KEY:
+                if type(value) is not str:
+                    raise BadValue(f"expected a session name string, got {value!r:.40}")
+                values[_SESSION_ID] = value
+                props.append(Property.MARKET_SESSION)
+            # any other key is a field newer than this library: tolerated
+    except BadValue as exc:
+        raise BadValue(f".{key}: {exc}") from None
     if feed_id is None:
-        raise ProtocolError(f"{where}: missing priceFeedId")
-    return FeedUpdate(feed_id, **values, properties=tuple(props))
+        raise BadValue(": missing priceFeedId")
+    return _new_feed(feed_id, *values, tuple(props))
+
+
+def feed_from_json_obj(obj: Any, where: str = "priceFeeds[]") -> FeedUpdate:
+    """Decode one element of ``parsed.priceFeeds``; unknown keys are ignored."""
+    try:
+        return _feed_from_json(obj)
+    except BadValue as exc:
+        raise ProtocolError(f"{where}{exc}") from None
 
 
 def payload_from_json_obj(obj: Any) -> Payload:
@@ -450,13 +522,20 @@ def payload_from_json_obj(obj: Any) -> Payload:
         raw_feeds = obj["priceFeeds"]
     except KeyError as exc:
         raise ProtocolError(f"parsed: missing field {exc.args[0]!r}") from None
-    timestamp = _int_field(raw_ts, "parsed.timestampUs", 0, U64_MAX)
+    timestamp = _int_at(raw_ts, "parsed.timestampUs", 0, U64_MAX)
     if type(raw_feeds) is not list:
         raise ProtocolError(f"parsed.priceFeeds: expected a list, got {type(raw_feeds).__name__}")
-    feeds = [feed_from_json_obj(f, f"parsed.priceFeeds[{i}]") for i, f in enumerate(raw_feeds)]
+    feeds: list[FeedUpdate] = []
+    append = feeds.append
+    try:
+        for f in raw_feeds:
+            append(_feed_from_json(f))
+    except BadValue as exc:
+        # The failing feed is the one after the last appended.
+        raise ProtocolError(f"parsed.priceFeeds[{len(feeds)}]{exc}") from None
     channel_id = obj.get("channelId")
     if channel_id is not None:
-        channel_id = _int_field(channel_id, "parsed.channelId", 0, 255)
+        channel_id = _int_at(channel_id, "parsed.channelId", 0, 255)
     return Payload(timestamp_us=timestamp, feeds=feeds, channel_id=channel_id)
 
 

@@ -65,6 +65,16 @@ PropertyLike: TypeAlias = Property | PropertyName | str
 
 DEFAULT_CHANNEL: Final = Channel.FIXED_RATE_200MS
 
+# Every wire field of a subscribe request, old names included. ``extra`` may not carry
+# these: they would overwrite the validated values in :meth:`SubscribeRequest.params`.
+_WIRE_FIELDS: Final = frozenset(
+    {
+        "type", "subscriptionId", "priceFeedIds", "symbols", "properties", "formats", "chains",
+        "deliveryFormat", "jsonBinaryEncoding", "parsed", "channel", "ignoreInvalidFeeds",
+        "ignoreInvalidFeedIds", "marketSessions",
+    }
+)  # fmt: skip
+
 _E = TypeVar("_E", Channel, Format, DeliveryFormat, JsonBinaryEncoding, MarketSession)
 
 
@@ -215,7 +225,13 @@ class SubscribeRequest:
         if subscription_id is not None:
             _check_int(subscription_id, 0, U64_MAX, "subscription_id")
         put("subscription_id", subscription_id)
-        put("extra", dict(extra or {}))
+        extra = dict(extra or {})
+        for key in extra:
+            if key in _WIRE_FIELDS:
+                raise InvalidRequestError(
+                    f"extra: {key!r} is a known field; pass it as its own argument"
+                )
+        put("extra", extra)
 
     def with_id(self, subscription_id: int) -> SubscribeRequest:
         """A copy carrying the given subscription id."""
@@ -264,11 +280,6 @@ class SubscribeRequest:
             raise InvalidRequestError(
                 f"request: expected a JSON object, got {type(params).__name__}"
             )
-        known = {
-            "type", "subscriptionId", "priceFeedIds", "symbols", "properties", "formats", "chains",
-            "deliveryFormat", "jsonBinaryEncoding", "parsed", "channel", "ignoreInvalidFeeds",
-            "ignoreInvalidFeedIds", "marketSessions",
-        }  # fmt: skip
         if "properties" not in params:
             raise InvalidRequestError("properties: missing")
         if "channel" not in params:
@@ -288,7 +299,7 @@ class SubscribeRequest:
             ),
             market_sessions=params.get("marketSessions"),
             subscription_id=subscription_id,
-            extra={k: v for k, v in params.items() if k not in known},
+            extra={k: v for k, v in params.items() if k not in _WIRE_FIELDS},
         )
 
     @classmethod
