@@ -210,6 +210,7 @@ def test_repr_and_stats_show_endpoints_and_states_never_the_token(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with simulators(1) as sims, make_client(sims, num_connections=2) as client:
+        assert client.wait_connected(2, timeout=10)
         text = repr(client)
         assert sims[0].url in text and "open" in text
         stats = client.stats()

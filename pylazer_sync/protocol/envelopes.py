@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from ..errors import ProtocolError, SignatureError
+from ..errors import InvalidRequestError, ProtocolError, SignatureError
 from . import crypto
 from .payload import Payload, decode_payload, payload_from_json_obj, payload_to_json_obj
 
@@ -30,9 +30,18 @@ _U16_BE = struct.Struct(">H")
 
 
 def _hex_or_bytes(value: bytes | str, size: int | None, what: str) -> bytes:
-    raw = value if isinstance(value, bytes) else bytes.fromhex(value.removeprefix("0x"))
+    try:
+        if isinstance(value, str):
+            text = value[2:] if value[:2] in ("0x", "0X") else value
+            raw = bytes.fromhex(text)
+        else:
+            raw = bytes(value)
+    except (TypeError, ValueError):
+        raise InvalidRequestError(
+            f"trusted_signers: {value!r:.80} is not {what} (bytes or hex)"
+        ) from None
     if size is not None and len(raw) != size:
-        raise ValueError(f"{what} must be {size} bytes, got {len(raw)}")
+        raise InvalidRequestError(f"trusted_signers: {what} must be {size} bytes, got {len(raw)}")
     return raw
 
 

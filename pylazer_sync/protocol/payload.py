@@ -367,9 +367,10 @@ def _session_code(value: str | None) -> int:
     if code is not None:
         return code
     try:
-        return _check_range(int(value), I16_MIN, I16_MAX, "market_session")
+        code = int(value)
     except ValueError:
         raise ProtocolError(f"unknown market session {value!r}") from None
+    return _check_range(code, I16_MIN, I16_MAX, "market_session")
 
 
 # ---------------------------------------------------------------------------------
@@ -533,10 +534,8 @@ def payload_from_json_obj(obj: Any) -> Payload:
     except BadValue as exc:
         # The failing feed is the one after the last appended.
         raise ProtocolError(f"parsed.priceFeeds[{len(feeds)}]{exc}") from None
-    channel_id = obj.get("channelId")
-    if channel_id is not None:
-        channel_id = _int_at(channel_id, "parsed.channelId", 0, 255)
-    return Payload(timestamp_us=timestamp, feeds=feeds, channel_id=channel_id)
+    # The parsed object carries no channel (PROTOCOL.md); unknown fields are ignored.
+    return Payload(timestamp_us=timestamp, feeds=feeds, channel_id=None)
 
 
 def feed_to_json_obj(feed: FeedUpdate) -> dict[str, Any]:
