@@ -1,0 +1,8 @@
+"""``python -m pylazer_sync``: the ``pylazer-sync`` command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
