@@ -754,11 +754,13 @@ def _cmd_symbols(args: argparse.Namespace) -> int:
         for entry in entries:
             _print_jsonl(sys.stdout, dict(entry.raw))
         return EXIT_OK
-    print(f"{'id':>6}  {'symbol':<24}  {'type':<10}  {'expo':>4}  {'state':<12}  description")
+    sw = max([len("symbol"), *(len(e.symbol) for e in entries)])
+    tw = max([len("type"), *(len(e.asset_type) for e in entries)])
+    print(f"{'id':>6}  {'symbol':<{sw}}  {'type':<{tw}}  {'expo':>4}  {'state':<11}  description")
     for e in entries:
         print(
-            f"{e.feed_id:>6}  {e.symbol:<24}  {e.asset_type:<10}  {e.exponent:>4}  "
-            f"{e.state or '-':<12}  {e.description}"
+            f"{e.feed_id:>6}  {e.symbol:<{sw}}  {e.asset_type:<{tw}}  {e.exponent:>4}  "
+            f"{e.state or '-':<11}  {e.description}"
         )
     print(f"{len(entries)} feeds", file=sys.stderr)
     return EXIT_OK
@@ -771,8 +773,10 @@ def _cmd_latest(args: argparse.Namespace) -> int:
     update = rest.latest_price(request) if args.at is None else rest.price(args.at, request)
     verifier = Verifier(args.trusted_signer, sys.stderr) if args.verify else None
     _show_update(update, Table(sys.stdout, attrs) if args.output == "table" else None, verifier)
-    if verifier is not None and verifier.failed:
-        return EXIT_SIGNATURE
+    if verifier is not None:
+        print(verifier.summary(), file=sys.stderr)
+        if verifier.failed:
+            return EXIT_SIGNATURE
     return EXIT_OK
 
 
