@@ -59,7 +59,7 @@ def cli(
 class Running:
     """A subprocess whose standard output is read line by line as it comes."""
 
-    def __init__(self, args: list[str], stdin: bool = False) -> None:
+    def __init__(self, args: list[str], stdin: bool = False, **env_overrides: str | None) -> None:
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
@@ -67,7 +67,7 @@ class Running:
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             text=True,
             cwd=ROOT,
-            env=env(),
+            env=env(**env_overrides),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -109,9 +109,9 @@ class Running:
 
 
 @contextlib.contextmanager
-def running(args: list[str], stdin: bool = False) -> Iterator[Running]:
+def running(args: list[str], stdin: bool = False, **env_overrides: str | None) -> Iterator[Running]:
     """A :class:`Running` process, killed at the end of the block if still alive."""
-    proc = Running(args, stdin)
+    proc = Running(args, stdin, **env_overrides)
     try:
         yield proc
     finally:
