@@ -37,9 +37,10 @@ from .subscriptions import SubscriptionRegistry
 logger = logging.getLogger("pylazer_sync")
 
 _JOIN_TIMEOUT = 5.0
-# Frames waiting for the dedup thread, per connection. Bounded so a stuck reader under
-# the "block" policy pushes back on the sockets instead of growing memory.
-_INBOUND_PER_CONNECTION = 10_000
+# Batches of frames waiting for the dedup thread, per connection (each batch holds at
+# most connection.MAX_BATCH frames). Bounded so a stuck reader under the "block" policy
+# pushes back on the sockets instead of growing memory.
+_INBOUND_PER_CONNECTION = 256
 
 
 class _Core:

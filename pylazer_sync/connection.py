@@ -19,19 +19,26 @@ from typing import Any
 
 import websocket
 
+from . import transport
 from .config import BackoffTimer, ClientConfig
 from .protocol import SubscribeRequest, UnsubscribeRequest
 from .subscriptions import SubscriptionRegistry
 
 logger = logging.getLogger("pylazer_sync")
 
-# Items on the inbound queue: (connection index, is_text, raw frame bytes).
-InboundItem = tuple[int, bool, bytes]
+# Items on the inbound queue: (connection index, [(is_text, raw frame bytes), ...]).
+# Frames travel in batches: one queue operation per batch instead of per frame.
+Frame = tuple[bool, bytes]
+InboundItem = tuple[int, list[Frame]]
 
 _OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
 _OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
 _OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
 _PUT_SLICE = 0.25
+# A batch is handed over when the socket has no more bytes ready (so a frame never waits
+# for network I/O) or when it reaches this size (so a flood does not delay the first
+# frames of a batch by more than this many frames' parsing).
+MAX_BATCH = 128
 
 
 class ConnectionState(str, Enum):
@@ -283,31 +290,50 @@ class Connection:
 
     def _read_until_lost(self, ws: websocket.WebSocket) -> None:
         """Read frames until the socket fails, stalls past the timeout, or the client stops."""
-        push = self._push
         index = self.index
+        batch: list[Frame] = []
+
+        def flush() -> None:
+            nonlocal batch
+            if batch:
+                self._push((index, batch))
+                batch = []
+
+        transport.install(ws, self._config.max_frame_size, flush)
+        recv_data = ws.recv_data
         max_size = self._config.max_frame_size
-        while not self._stop.is_set():
-            try:
-                opcode, data = ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                raise _ConnectionLost(
-                    f"no frame for {self._config.timeout} s (not even a ping): connection stalled"
-                ) from None
-            except websocket.WebSocketConnectionClosedException:
-                raise _ConnectionLost("connection closed by the peer") from None
-            except OSError as exc:
-                raise _ConnectionLost(f"socket error: {exc}") from None
-            self.last_frame_at = time.monotonic()  # any frame, pings included, proves life
-            if opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
-                if len(data) > max_size:
+        stop = self._stop
+        try:
+            while not stop.is_set():
+                try:
+                    opcode, data = recv_data(control_frame=True)
+                except websocket.WebSocketTimeoutException:
                     raise _ConnectionLost(
-                        f"frame of {len(data)} bytes exceeds max_frame_size {max_size}"
-                    )
-                self.frames += 1
-                self.bytes += len(data)
-                push((index, opcode == _OPCODE_TEXT, data))
-            elif opcode == _OPCODE_CLOSE:
-                raise _ConnectionLost("the server closed the connection")
+                        f"no frame for {self._config.timeout} s (not even a ping): connection stalled"
+                    ) from None
+                except websocket.WebSocketConnectionClosedException:
+                    raise _ConnectionLost("connection closed by the peer") from None
+                except transport.FrameTooLarge as exc:
+                    raise _ConnectionLost(str(exc)) from None
+                except OSError as exc:
+                    raise _ConnectionLost(f"socket error: {exc}") from None
+                self.last_frame_at = time.monotonic()  # any frame, pings included, proves life
+                if opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
+                    size = len(data)
+                    if size > max_size:  # fragments joined past the limit
+                        raise _ConnectionLost(
+                            f"a message of {size} bytes exceeds max_frame_size {max_size}"
+                        )
+                    self.frames += 1
+                    self.bytes += size
+                    batch.append((opcode == _OPCODE_TEXT, data))
+                    if len(batch) >= MAX_BATCH:
+                        flush()
+                elif opcode == _OPCODE_CLOSE:
+                    raise _ConnectionLost("the server closed the connection")
+        finally:
+            # Frames read before a failure are real data: deliver them too.
+            flush()
 
     def _push(self, item: InboundItem) -> None:
         try:

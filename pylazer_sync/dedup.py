@@ -105,13 +105,14 @@ class Deduplicator:
             item = get()
             if item is STOP:
                 return
-            try:
-                self._handle(item)
-            except Exception:  # a bug here must not end the stream
-                logger.exception("dedup: unexpected error handling a frame")
+            connection, frames = item
+            for is_text, data in frames:
+                try:
+                    self._handle(connection, is_text, data)
+                except Exception:  # a bug here must not end the stream
+                    logger.exception("dedup: unexpected error handling a frame")
 
-    def _handle(self, item: tuple[int, bool, bytes]) -> None:
-        connection, is_text, data = item
+    def _handle(self, connection: int, is_text: bool, data: bytes) -> None:
         self.frames += 1
         seen = self._seen
         if data in seen:
