@@ -944,5 +944,8 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
+    except OSError as exc:  # e.g. the demo's simulators could not bind a port
+        _error(f"{type(exc).__name__}: {exc}", token)
+        return EXIT_FAILURE
     finally:
         root.removeHandler(handler)
