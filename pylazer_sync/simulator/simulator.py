@@ -339,7 +339,14 @@ class Simulator:
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Block until ``predicate()`` is true, re-checking whenever the server's state
-        changes (connections, requests, subscriptions); ``TimeoutError`` after ``timeout``."""
+        changes (connections, requests, subscriptions, accepting); ``TimeoutError`` after
+        ``timeout``.
+
+        The predicate runs under the simulator's lock: keep it to quick reads such as
+        :attr:`connection_count`, :attr:`accepting`, :meth:`connection_ids` and
+        :meth:`requests` (not :meth:`connections`, :meth:`stats` or the fault methods,
+        which wait for the server's thread).
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate():

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, MissingDependencyError
 from ..protocol import (
     Channel,
     DeliveryFormat,
@@ -189,9 +189,14 @@ class SigningKeys:
     """
 
     def __init__(self, signer: Signer) -> None:
-        import coincurve
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-
+        try:
+            import coincurve
+            from cryptography.hazmat.primitives.asymmetric import ed25519
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"the simulator signs with cryptography and coincurve ({exc}); "
+                "install them with: pip install 'pylazer-sync[simulator]'"
+            ) from exc
         self.signer = signer
         self._ed25519 = ed25519.Ed25519PrivateKey.from_private_bytes(signer.ed25519_private_key)
         self._secp256k1: Any = coincurve.PrivateKey(signer.secp256k1_private_key)
