@@ -471,6 +471,11 @@ def test_same_seed_same_bytes_across_instances() -> None:
                     if isinstance(msg, StreamUpdate) and msg.timestamp_us is not None:
                         seen[(msg.subscription_id, msg.timestamp_us)] = raw
                 frames.append(seen)
+            stats = a.stats()
+            # Two connections, two subscriptions each, the same two shapes: one encoding
+            # per shape and tick, sent twice.
+            assert stats["frames_encoded"] <= 2 * stats["ticks"]
+            assert stats["frames_sent"] >= 1.5 * stats["frames_encoded"]
         finally:
             for c in clients:
                 c.close()

@@ -6,6 +6,7 @@ receives that must time out; everything else waits on events, never on sleeps.
 
 from __future__ import annotations
 
+import io
 import itertools
 import socket
 import threading
@@ -30,6 +31,7 @@ from pylazer_sync.protocol import (
     parse_server_message,
 )
 from pylazer_sync.simulator import GARBAGE_KINDS, Simulator
+from pylazer_sync.simulator.__main__ import run_command
 
 
 @pytest.fixture
@@ -221,6 +223,9 @@ def test_flood_sends_distinct_frames_shared_by_connections(sim: Simulator) -> No
     gaps = {y - x for x, y in itertools.pairwise(flood_stamps)}
     assert gaps == {1}
     assert set(frames_a) & set(frames_b)  # the same bytes reach both
+    stats = sim.stats()
+    # One encoding per frame, whichever connections send it.
+    assert stats["flood_frames_generated"] < 0.75 * stats["frames_sent"]
     sim.stop_flood()
     # Back to ticks: a frame on a whole second comes (after whatever was in flight).
     deadline = time.monotonic() + 5
@@ -296,3 +301,33 @@ def test_wait_for_connections_times_out(sim: Simulator) -> None:
 def test_start_on_busy_port_fails() -> None:
     with Simulator() as first, pytest.raises(OSError):
         Simulator(port=first.port).start()
+
+
+def test_control_commands(sim: Simulator) -> None:
+    out = io.StringIO()
+    c = subscribed_client(sim)
+    (conn_id,) = sim.connection_ids()
+    for line in (
+        "status",
+        f"stall {conn_id}",
+        f"resume {conn_id}",
+        f"delay {conn_id} 0",
+        "garbage unknown_type",
+        "garbage nonsense",
+        "refuse 503",
+        "accept",
+        "flood 100",
+        "noflood",
+        "bogus",
+        "help",
+        "",
+    ):
+        assert run_command(sim, line, out)
+    assert not run_command(sim, "quit", out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ok: ({") and "error: unknown garbage kind" in out.getvalue()
+    assert "unknown command 'bogus'" in out.getvalue()
+    assert sim.accepting and not sim.stats()["flooding"]
+    assert run_command(sim, "drop abrupt", out)
+    sim.wait_for_connections(0)
+    c.ws.shutdown()

@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=None,
         metavar="HZ",
-        help="with --flood: updates per second per subscription instead of 'as fast as possible'",
+        help="flood at HZ updates per second per subscription (implies --flood)",
     )
     parser.add_argument(
         "--no-control",
@@ -149,7 +149,7 @@ def simulator_from_args(args: argparse.Namespace) -> Simulator:
         rate_hz=args.rate,
         ping_interval=args.ping_interval if args.ping_interval > 0 else None,
         rest_port=None if args.no_rest else args.rest_port,
-        flood=args.flood,
+        flood=args.flood or args.flood_rate is not None,
         flood_rate_hz=args.flood_rate,
     )
 
