@@ -601,3 +601,17 @@ def test_command_line_prints_url_and_identities_and_serves() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_token_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    secret = "never-log-me-42"
+    with Simulator(token=secret) as s:
+        with WsClient(s.url, secret) as c:
+            c.send(subscribe_request(1))
+            assert c.recv() == Subscribed(1)
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(s.url, header=["Authorization: Bearer nope"], timeout=5)
+        assert secret not in repr(s)
+    assert "Authorization" in caplog.text  # the headers are logged, the token is not
+    assert secret not in caplog.text

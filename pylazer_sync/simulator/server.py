@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -81,6 +81,25 @@ RefuseMode = Literal["close", "503"]
 # would help no client.
 _MAX_CATCH_UP_US: Final = 20_000
 _FLOOD_YIELD_EVERY: Final = 64
+
+
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:  # not subscriptable at run time before Python 3.11
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class _RedactingLogger(_LoggerAdapter):
+    """websockets' own logger minus the secret: its debug log prints every request
+    header, the bearer token included, and no log line may carry a secret."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if len(args) == 2 and isinstance(args[0], str) and args[0].lower() == "authorization":
+            args = (args[0], "<redacted>")
+        super().log(level, msg, *args, **kwargs)
+
+
+_WS_LOGGER: Final = _RedactingLogger(logging.getLogger("websockets.server"), {})
 
 
 @dataclass(frozen=True)
@@ -210,6 +229,7 @@ class SimulatorServer:
             # Frames must be byte-identical across endpoints and cheap to send: no deflate.
             compression=None,
             max_size=1 << 20,
+            logger=_WS_LOGGER,
         )
         self._ws_servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
