@@ -202,13 +202,13 @@ def test_delay_one_connection(sim: Simulator) -> None:
 
 
 def test_flood_sends_distinct_frames_shared_by_connections(sim: Simulator) -> None:
-    params = {
+    params: dict[str, object] = {
         "priceFeedIds": [1, 2, 6],
         "formats": ["leUnsigned"],
         "deliveryFormat": "binary",
         "channel": "fixed_rate@1000ms",
     }
-    a, b = subscribed_client(sim, **params), subscribed_client(sim, **params)
+    a, b = subscribed_client(sim, 1, **params), subscribed_client(sim, 1, **params)
     sim.flood()
     assert sim.stats()["flooding"]
 

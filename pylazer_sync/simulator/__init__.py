@@ -22,8 +22,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .connection import ConnectionInfo
+from .faults import GARBAGE_KINDS, GarbageKind
 from .market import Catalogue, FeedInfo, MarketModel
-from .server import GARBAGE_KINDS, GarbageKind, RefuseMode, RequestRecord
+from .server import RefuseMode, RequestRecord
 from .simulator import Simulator
 
 __all__ = [

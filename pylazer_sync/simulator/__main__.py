@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TextIO
 
-from .server import GARBAGE_KINDS
+from .faults import GARBAGE_KINDS
 from .simulator import Simulator
 
 _COMMANDS = """commands (one per line on standard input):

@@ -18,13 +18,12 @@ import itertools
 import json
 import logging
 import random
-import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -32,10 +31,6 @@ from websockets.http11 import Request, Response
 
 from ..errors import InvalidRequestError
 from ..protocol import (
-    FeedUpdate,
-    LeUnsignedMessage,
-    Payload,
-    Property,
     ServerError,
     ServerMessage,
     Subscribed,
@@ -43,17 +38,15 @@ from ..protocol import (
     SubscriptionError,
     Unsubscribed,
     UnsubscribeRequest,
-    encode_binary_update,
-    encode_payload,
     encode_server_message,
 )
 from ..protocol.types import U64_MAX
 from .connection import ConnectionInfo, SimConnection
+from .faults import garbage_frame
+from .flood import Flood, FloodSource, flood_sender
 from .market import Catalogue
 from .rest import RestApi, RestServer
 from .updates import (
-    FloodSource,
-    Frame,
     Shape,
     UpdateEncoder,
     channel_period_us,
@@ -64,15 +57,6 @@ from .updates import (
 logger = logging.getLogger(__name__)
 
 STREAM_PATH: Final = "/v1/stream"
-GarbageKind = Literal[
-    "random_binary",
-    "invalid_json",
-    "unknown_type",
-    "truncated_envelope",
-    "unknown_envelope",
-    "truncated_frame",
-]
-GARBAGE_KINDS: Final[tuple[str, ...]] = get_args(GarbageKind)
 RefuseMode = Literal["close", "503"]
 
 # A late scheduler sends at most this much of missed ticks (at least one) and skips the
@@ -80,7 +64,6 @@ RefuseMode = Literal["close", "503"]
 # Python's garbage collector (~10 ms), while a burst of stale updates after a real stall
 # would help no client.
 _MAX_CATCH_UP_US: Final = 20_000
-_FLOOD_YIELD_EVERY: Final = 64
 
 
 if TYPE_CHECKING:
@@ -150,13 +133,6 @@ class RequestRecord:
         return kind if isinstance(kind, str) else None
 
 
-@dataclass
-class _Flood:
-    rate_hz: float | None
-    step_us: int
-    sources: dict[Shape, FloodSource] = field(default_factory=dict)
-
-
 class SimulatorServer:
     """The server proper; every method runs on the simulator's event loop."""
 
@@ -200,7 +176,7 @@ class SimulatorServer:
         self._reopen_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._rest: RestServer | None = None
-        self._flood: _Flood | None = None
+        self._flood: Flood | None = None
         self._token = settings.token.encode() if settings.token is not None else None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -582,34 +558,11 @@ class SimulatorServer:
 
     def garbage(self, kind: str, conn_ids: Iterable[int] | None) -> int:
         """Send one malformed frame of the given kind to each target connection."""
-        if kind not in GARBAGE_KINDS:
-            raise ValueError(f"unknown garbage kind {kind!r}; expected one of {GARBAGE_KINDS}")
+        garbage_frame(kind, 0, self._rng)  # check the kind before touching anything
         targets = self._targets(conn_ids)
         for conn in targets:
-            conn.offer(self._garbage_frame(kind, next(iter(conn.subscriptions), 1)))
+            conn.offer(garbage_frame(kind, next(iter(conn.subscriptions), 1), self._rng))
         return len(targets)
-
-    def _garbage_frame(self, kind: str, sub_id: int) -> Frame:
-        if kind == "random_binary":
-            return self._rng.randbytes(64)
-        if kind == "invalid_json":
-            return f'{{"type":"streamUpdated","subscriptionId":{sub_id},"parsed":{{"timestampUs":'
-
-        if kind == "unknown_type":
-            return json.dumps(
-                {"type": "simulatorNotice", "subscriptionId": sub_id, "note": "unknown type"},
-                separators=(",", ":"),
-            )
-        if kind == "unknown_envelope":
-            # A message whose format magic (0xdeadbeef) no client knows.
-            return encode_binary_update(sub_id, [struct.pack("<I", 0xDEADBEEF) + bytes(16)])
-        feed = FeedUpdate(1, price=1, properties=(Property.PRICE,))
-        envelope = LeUnsignedMessage(encode_payload(Payload(now_us(), [feed], 1), "little"))
-        if kind == "truncated_envelope":
-            # The frame is consistent; the envelope inside announces more payload than it has.
-            return encode_binary_update(sub_id, [envelope.encode()[:-5]])
-        # truncated_frame: the frame announces a message longer than what follows.
-        return encode_binary_update(sub_id, [envelope])[:-5]
 
     # -- flood --------------------------------------------------------------------
 
@@ -620,7 +573,7 @@ class SimulatorServer:
             raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz!r}")
         self.stop_flood()
         step = 1 if rate_hz is None else max(1, round(1_000_000 / rate_hz))
-        self._flood = _Flood(rate_hz, step)
+        self._flood = Flood(rate_hz, step)
         for conn in self._targets(None):
             for shape, _ in conn.subscriptions.values():
                 self._start_flood(conn, shape)
@@ -642,33 +595,6 @@ class SimulatorServer:
             )
             self._flood.sources[shape] = source
         conn.flood_tasks[shape.subscription_id] = asyncio.create_task(
-            self._flood_sender(conn, source, self._flood.rate_hz),
+            flood_sender(conn, source, self._flood.rate_hz),
             name=f"sim-flood-{conn.conn_id}-{shape.subscription_id}",
         )
-
-    async def _flood_sender(
-        self, conn: SimConnection, source: FloodSource, rate_hz: float | None
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        # What is already queued (the "subscribed" answer, for one) goes out first.
-        await conn.queue.join()
-        index = first = source.head
-        started = loop.time()
-        streak = 0
-        try:
-            while True:
-                if rate_hz is not None:
-                    wait = started + (index - first) / rate_hz - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                        streak = 0
-                served, frame = source.get(index)
-                conn.frames_dropped += served - index
-                await conn.send_flood(frame)
-                index = served + 1
-                streak += 1
-                if streak >= _FLOOD_YIELD_EVERY:
-                    streak = 0
-                    await asyncio.sleep(0)
-        except ConnectionClosed:
-            pass

@@ -20,9 +20,9 @@ from typing import Any, Final, TypeVar
 
 from ..protocol import Signer
 from .connection import ConnectionInfo
+from .faults import GarbageKind
 from .market import Catalogue, MarketModel, seed_to_int
 from .server import (
-    GarbageKind,
     RefuseMode,
     RequestRecord,
     ServerSettings,
@@ -423,7 +423,8 @@ class Simulator:
     def refuse_connections(self, seconds: float | None = None, mode: RefuseMode = "close") -> None:
         """Refuse new connections (open ones stay): ``"close"`` stops listening, so
         clients get "connection refused"; ``"503"`` answers the upgrade with HTTP 503.
-        With ``seconds``, accept again after that long; else until :meth:`accept_connections`."""
+        With ``seconds``, accept again after that long; else until :meth:`accept_connections`.
+        The REST endpoints stay up."""
         self._acall(lambda s: s.refuse(seconds, mode))
 
     def accept_connections(self) -> None:
@@ -442,7 +443,9 @@ class Simulator:
         """Flood mode, for benchmarks: instead of ticks, send every subscription's updates
         as fast as each connection takes them (or ``rate_hz`` per subscription). Frames
         have distinct timestamps (1 us apart at full speed) and the prices of the moment
-        the flood started; one encoding per frame, shared by every connection."""
+        the flood started; one encoding per frame, shared by every connection. Signed
+        formats cost a signature per frame (tens of microseconds), so floods of unsigned
+        formats go much faster. Per-connection delays do not apply to flood frames."""
         self._call(lambda s: s.flood(rate_hz))
 
     def stop_flood(self) -> None:

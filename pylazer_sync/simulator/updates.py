@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
@@ -315,51 +314,6 @@ class UpdateEncoder:
         )
         del obj["type"], obj["subscriptionId"]
         return obj
-
-
-class FloodSource:
-    """Flood-mode frames of one shape: distinct timestamps, the prices of the start.
-
-    Frame ``i`` carries timestamp ``start_us + i * step_us``. Frames are made on demand
-    by whichever connection first needs them and kept for the others (the last
-    ``window`` frames), so N connections cost one encoding per frame, and a connection
-    slower than the others by more than the window skips ahead (counted).
-    """
-
-    def __init__(
-        self, encoder: UpdateEncoder, shape: Shape, start_us: int, step_us: int, window: int
-    ) -> None:
-        self.encoder = encoder
-        self.shape = shape
-        self.start_us = start_us
-        self.step_us = step_us
-        self.window = window
-        # Market values frozen at the start: a flood measures the pipe, not the model.
-        self.feeds = encoder.feeds_at(shape, start_us)
-        self._frames: deque[Frame] = deque(maxlen=window)
-        self._first = 0  # index of self._frames[0]
-        self.generated = 0
-
-    @property
-    def head(self) -> int:
-        """Index of the next frame to be generated."""
-        return self._first + len(self._frames)
-
-    def get(self, index: int) -> tuple[int, Frame]:
-        """Frame ``index`` (generating it if new), or the oldest kept one if ``index`` has
-        already left the window; returns the index actually served."""
-        if index < self._first:
-            index = self._first
-        while index >= self.head:
-            t_us = self.start_us + self.head * self.step_us
-            frame = self.encoder.encode(
-                self.shape, Payload(t_us, self.feeds, self.shape.channel_id)
-            )
-            if len(self._frames) == self.window:
-                self._first += 1
-            self._frames.append(frame)
-            self.generated += 1
-        return index, self._frames[index - self._first]
 
 
 def validate_rest_params(params: Any) -> SubscribeRequest:
