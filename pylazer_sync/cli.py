@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, TextIO
+from urllib.parse import urlsplit
 
 from . import __version__
 from .client import LazerClient
@@ -642,8 +643,6 @@ def _resolve_token(explicit: str | None, hosts: Iterable[str | None]) -> str:
 
 
 def _host(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).hostname
 
 

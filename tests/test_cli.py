@@ -129,7 +129,7 @@ def test_no_token_for_a_remote_endpoint_is_a_clear_error() -> None:
 
 def test_demo_streams_verified_prices_and_exits_0() -> None:
     started = time.monotonic()
-    result = cli("demo", "--seconds", "1.5")
+    result = cli("demo", "--seconds", "2")
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 60
     out = result.stdout
