@@ -42,7 +42,9 @@ class LatestSnapshot:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._feeds: dict[int, LatestFeed] = {}
+        # feed id -> (feed, timestamp_us, subscription_id, received_at): plain tuples on the
+        # per-update path; LatestFeed objects are built only when someone asks.
+        self._feeds: dict[int, tuple[FeedUpdate, int, int, float]] = {}
 
     def update(self, update: StreamUpdate) -> None:
         """Record every feed of an update (an older timestamp never replaces a newer one)."""
@@ -56,15 +58,17 @@ class LatestSnapshot:
         with self._lock:
             for feed in payload.feeds:
                 current = feeds.get(feed.feed_id)
-                if current is None or current.timestamp_us <= ts:
-                    feeds[feed.feed_id] = LatestFeed(feed, ts, sub, now)
+                if current is None or current[1] <= ts:
+                    feeds[feed.feed_id] = (feed, ts, sub, now)
 
     def get(self, feed_id: int) -> LatestFeed | None:
         """The newest update of one feed, or None if none arrived yet."""
         with self._lock:
-            return self._feeds.get(feed_id)
+            entry = self._feeds.get(feed_id)
+        return None if entry is None else LatestFeed(*entry)
 
     def all(self) -> dict[int, LatestFeed]:
         """A copy of the whole snapshot, by feed id."""
         with self._lock:
-            return dict(self._feeds)
+            entries = list(self._feeds.items())
+        return {feed_id: LatestFeed(*entry) for feed_id, entry in entries}

@@ -365,6 +365,13 @@ _scan_once: Final[Callable[[str, int], tuple[Any, int]]] = vars(json.JSONDecoder
 
 
 def _loads(text: str | bytes) -> Any:
+    if type(text) is bytes:
+        # Frames arrive as bytes (UTF-8 is checked here, not by the transport). Invalid
+        # UTF-8 falls through to json.loads, which raises the error the caller reports.
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return json.loads(text)
     if type(text) is str:
         try:
             obj, end = _scan_once(text, 0)
