@@ -38,7 +38,6 @@ from pylazer_sync.protocol import (
 )
 from pylazer_sync.simulator import Catalogue, MarketModel, Simulator
 from pylazer_sync.simulator.__main__ import build_arg_parser
-from pylazer_sync.simulator.updates import SigningKeys
 
 TOKEN = "s3cret-token"
 ALL_PROPERTIES = [
@@ -139,13 +138,14 @@ def test_identities_come_from_the_seed(sim: Simulator) -> None:
     }
 
 
-def test_cached_signing_keys_sign_exactly_like_signer() -> None:
-    signer = Signer.from_seed("abc")
-    keys = SigningKeys(signer)
+def test_signer_signs_deterministically_with_cached_keys() -> None:
     payload = b"\x75\xd3\xc7\x93" + bytes(range(40))
-    assert keys.sign_solana(payload) == signer.sign_solana(payload)
-    assert keys.sign_evm(payload) == signer.sign_evm(payload)
-    assert keys.sign_le_ecdsa(payload) == signer.sign_le_ecdsa(payload)
+    first, second = Signer.from_seed("abc"), Signer.from_seed("abc")
+    first.sign_solana(payload)  # builds and caches the key objects of the first only
+    assert first.sign_solana(payload) == second.sign_solana(payload)
+    assert first.sign_evm(payload) == second.sign_evm(payload)
+    assert first.sign_le_ecdsa(payload) == second.sign_le_ecdsa(payload)
+    assert first.sign_evm(payload).verify([first.evm_address]) == first.evm_address
 
 
 # -- responses ------------------------------------------------------------------------

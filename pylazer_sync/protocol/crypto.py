@@ -76,6 +76,16 @@ def ed25519_public_key(private_key: bytes) -> bytes:
     return raw
 
 
+def ed25519_private_key(private_key: bytes) -> Any:
+    """The ``cryptography`` key object of a 32-byte Ed25519 private key (seed)."""
+    return _ed25519().Ed25519PrivateKey.from_private_bytes(private_key)
+
+
+def secp256k1_private_key(private_key: bytes) -> Any:
+    """The ``coincurve`` key object of a 32-byte secp256k1 private key."""
+    return _coincurve().PrivateKey(private_key)
+
+
 def ed25519_sign(private_key: bytes, message: bytes) -> bytes:
     """A 64-byte Ed25519 signature (deterministic by construction of Ed25519)."""
     signature: bytes = _ed25519().Ed25519PrivateKey.from_private_bytes(private_key).sign(message)

@@ -43,7 +43,7 @@ from ..protocol import (
 from ..protocol.types import U64_MAX
 from .connection import ConnectionInfo, SimConnection
 from .faults import garbage_frame
-from .flood import Flood, FloodSource, flood_sender
+from .flood import FLOOD_STAMPS, Flood, FloodStamp
 from .market import Catalogue
 from .rest import RestApi, RestServer
 from .updates import (
@@ -59,11 +59,12 @@ logger = logging.getLogger(__name__)
 STREAM_PATH: Final = "/v1/stream"
 RefuseMode = Literal["close", "503"]
 
-# A late scheduler sends at most this much of missed ticks (at least one) and skips the
-# rest, counted: enough to ride out the loop's 1 ms timer granularity and the pauses of
-# Python's garbage collector (~10 ms), while a burst of stale updates after a real stall
-# would help no client.
+# A late scheduler sends the missed ticks of at most this long (and at least
+# _MIN_CATCH_UP_TICKS of them) and skips the rest, counted: enough to ride out the loop's
+# 1 ms timer granularity and the pauses of Python's garbage collector, while a burst of
+# stale real-time updates after a long stall would help no client.
 _MAX_CATCH_UP_US: Final = 20_000
+_MIN_CATCH_UP_TICKS: Final = 20
 
 
 if TYPE_CHECKING:
@@ -99,7 +100,10 @@ class ServerSettings:
     close_timeout: float = 1.0
     flood: bool = False
     flood_rate_hz: float | None = None
-    flood_window: int = 4096
+    flood_ring: int = 200_000
+    flood_max_lead: int | None = 20_000
+    flood_chunk_bytes: int = 128 * 1024
+    flood_stamp: FloodStamp = "schedule"
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
@@ -110,6 +114,16 @@ class ServerSettings:
             raise ValueError(f"flood_rate_hz must be > 0 or None, got {self.flood_rate_hz!r}")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {self.queue_size!r}")
+        if self.flood_ring < 1:
+            raise ValueError(f"flood_ring must be >= 1, got {self.flood_ring!r}")
+        if self.flood_max_lead is not None and self.flood_max_lead < 1:
+            raise ValueError(f"flood_max_lead must be >= 1 or None, got {self.flood_max_lead!r}")
+        if self.flood_chunk_bytes < 1:
+            raise ValueError(f"flood_chunk_bytes must be >= 1, got {self.flood_chunk_bytes!r}")
+        if self.flood_stamp not in FLOOD_STAMPS:
+            raise ValueError(
+                f"flood_stamp must be one of {', '.join(FLOOD_STAMPS)}, got {self.flood_stamp!r}"
+            )
 
     @property
     def real_time_period_us(self) -> int:
@@ -405,7 +419,10 @@ class SimulatorServer:
     # -- ticks --------------------------------------------------------------------
 
     async def _scheduler(self, period: int) -> None:
-        max_burst = max(1, _MAX_CATCH_UP_US // period)
+        # At least _MIN_CATCH_UP_TICKS: a slow channel (50 ms and up) rides out a stall
+        # of the whole process (GC, a loaded machine) without losing a tick, as a
+        # production endpoint under load delivers late rather than never.
+        max_burst = max(_MIN_CATCH_UP_TICKS, _MAX_CATCH_UP_US // period)
         last = now_us() // period * period
         while True:
             now = now_us()
@@ -455,7 +472,7 @@ class SimulatorServer:
         out["frames_sent"] = sum(c.frames_sent for c in self.connections.values())
         out["frames_dropped"] = sum(c.frames_dropped for c in self.connections.values())
         if self._flood is not None:
-            out["flood_frames_generated"] = sum(s.generated for s in self._flood.sources.values())
+            out["flood_frames_generated"] = self._flood.generated
         return out
 
     # -- faults -------------------------------------------------------------------
@@ -568,12 +585,18 @@ class SimulatorServer:
 
     def flood(self, rate_hz: float | None) -> None:
         """Replace the ticks with a flood: as fast as each connection takes them (or at
-        ``rate_hz`` per subscription), frames with distinct timestamps."""
-        if rate_hz is not None and not rate_hz > 0:
-            raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz!r}")
+        ``rate_hz`` per subscription), frames with distinct timestamps (see flood.py)."""
+        settings = self.settings
+        flood = Flood(
+            self.encoder,
+            rate_hz,
+            ring_size=settings.flood_ring,
+            max_lead=settings.flood_max_lead,
+            chunk_bytes=settings.flood_chunk_bytes,
+            stamp=settings.flood_stamp,
+        )
         self.stop_flood()
-        step = 1 if rate_hz is None else max(1, round(1_000_000 / rate_hz))
-        self._flood = Flood(rate_hz, step)
+        self._flood = flood
         for conn in self._targets(None):
             for shape, _ in conn.subscriptions.values():
                 self._start_flood(conn, shape)
@@ -584,17 +607,10 @@ class SimulatorServer:
             for task in conn.flood_tasks.values():
                 task.cancel()
             conn.flood_tasks.clear()
+        if self._flood is not None:
+            self._flood.close()
         self._flood = None
 
     def _start_flood(self, conn: SimConnection, shape: Shape) -> None:
         assert self._flood is not None
-        source = self._flood.sources.get(shape)
-        if source is None:
-            source = FloodSource(
-                self.encoder, shape, now_us(), self._flood.step_us, self.settings.flood_window
-            )
-            self._flood.sources[shape] = source
-        conn.flood_tasks[shape.subscription_id] = asyncio.create_task(
-            flood_sender(conn, source, self._flood.rate_hz),
-            name=f"sim-flood-{conn.conn_id}-{shape.subscription_id}",
-        )
+        conn.flood_tasks[shape.subscription_id] = self._flood.start(conn, shape)

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 from ..protocol import Signer
 from .connection import ConnectionInfo
 from .faults import GarbageKind
+from .flood import FloodStamp
 from .market import Catalogue, MarketModel, seed_to_int
 from .server import (
     RefuseMode,
@@ -28,7 +29,7 @@ from .server import (
     ServerSettings,
     SimulatorServer,
 )
-from .updates import SigningKeys, UpdateEncoder
+from .updates import UpdateEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,14 @@ class Simulator:
         queue_size: frames queued per connection before a slow client loses frames.
         close_timeout: seconds a clean close waits for the client's close frame.
         flood: start in flood mode (see :meth:`flood`), at ``flood_rate_hz`` if given.
+        flood_ring: distinct frames an unlimited flood goes round (default 200,000: more
+            than a client's dedup cache, so a frame that comes round again is new to it).
+        flood_max_lead: frames one connection of an unlimited flood may run ahead of the
+            slowest other (default 20,000; ``None``: no bound), so that connections stay
+            within the client's dedup window of each other, as with a real server.
+        flood_stamp: timestamps of a flood at a rate: ``"schedule"`` (the ticks' nominal
+            times, exactly 1 / rate apart) or ``"send"`` (the wall-clock time at which
+            each frame is written: for latency measurements).
     """
 
     def __init__(
@@ -79,6 +88,9 @@ class Simulator:
         close_timeout: float = 1.0,
         flood: bool = False,
         flood_rate_hz: float | None = None,
+        flood_ring: int = 200_000,
+        flood_max_lead: int | None = 20_000,
+        flood_stamp: FloodStamp = "schedule",
     ) -> None:
         self._settings = ServerSettings(
             host=host,
@@ -91,12 +103,15 @@ class Simulator:
             close_timeout=close_timeout,
             flood=flood,
             flood_rate_hz=flood_rate_hz,
+            flood_ring=flood_ring,
+            flood_max_lead=flood_max_lead,
+            flood_stamp=flood_stamp,
         )
         self.seed = seed
         self.catalogue = catalogue if catalogue is not None else Catalogue.default()
         self.market = MarketModel(self.catalogue, seed)
         self.signer = Signer.from_seed(seed)
-        self._keys = SigningKeys(self.signer)
+        self._keys = self.signer
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -442,10 +457,18 @@ class Simulator:
     def flood(self, rate_hz: float | None = None) -> None:
         """Flood mode, for benchmarks: instead of ticks, send every subscription's updates
         as fast as each connection takes them (or ``rate_hz`` per subscription). Frames
-        have distinct timestamps (1 us apart at full speed) and the prices of the moment
-        the flood started; one encoding per frame, shared by every connection. Signed
-        formats cost a signature per frame (tens of microseconds), so floods of unsigned
-        formats go much faster. Per-connection delays do not apply to flood frames."""
+        have distinct timestamps and the prices of the moment the flood started; one
+        encoding per frame, shared by every connection.
+
+        Without a rate, every connection goes round the same ring of ``flood_ring``
+        frames from its first (timestamps 1 us apart), written to the socket in large
+        chunks, in near lockstep with the other connections (``flood_max_lead``); the
+        first round encodes (signed formats cost a signature per frame, tens of
+        microseconds), later rounds only copy. Per-connection delays do not apply.
+
+        With a rate, each frame is written to every connection at its tick, stamped per
+        ``flood_stamp``; delays and stalls apply, so :meth:`delay_connection` makes one
+        connection the slow path."""
         self._call(lambda s: s.flood(rate_hz))
 
     def stop_flood(self) -> None:

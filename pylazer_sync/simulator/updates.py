@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from ..errors import InvalidRequestError, MissingDependencyError
+from ..errors import InvalidRequestError
 from ..protocol import (
     Channel,
     DeliveryFormat,
@@ -34,7 +34,6 @@ from ..protocol import (
     StreamUpdate,
     SubscribedWithIgnoredFeeds,
     SubscribeRequest,
-    crypto,
     encode_binary_update,
     encode_payload,
     encode_server_message,
@@ -178,48 +177,6 @@ def resolve(request: SubscribeRequest, catalogue: Catalogue) -> Resolution:
     return Resolution(shape, ignored, None)
 
 
-class SigningKeys:
-    """The simulator's signer with its key objects built once.
-
-    :class:`~pylazer_sync.protocol.Signer` rebuilds its key objects (and the Ed25519
-    public key) on every signature, which triples the cost of signing; at one signature
-    per shape, tick and format that matters. Same keys, same libraries, same
-    deterministic signatures (the tests check they equal ``Signer``'s byte for byte).
-    """
-
-    def __init__(self, signer: Signer) -> None:
-        try:
-            import coincurve
-            from cryptography.hazmat.primitives.asymmetric import ed25519
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f"the simulator signs with cryptography and coincurve ({exc}); "
-                "install them with: pip install 'pylazer-sync[simulator]'"
-            ) from exc
-        self.signer = signer
-        self._ed25519 = ed25519.Ed25519PrivateKey.from_private_bytes(signer.ed25519_private_key)
-        self._secp256k1: Any = coincurve.PrivateKey(signer.secp256k1_private_key)
-        self.solana_public_key = signer.solana_public_key
-        self.evm_address = signer.evm_address
-        self.le_ecdsa_public_key = signer.le_ecdsa_public_key
-
-    def _ecdsa(self, payload: bytes) -> tuple[bytes, int]:
-        raw: bytes = self._secp256k1.sign_recoverable(crypto.keccak256(payload), hasher=None)
-        return raw[:64], raw[64]
-
-    def sign_solana(self, payload: bytes) -> SolanaMessage:
-        """A Solana envelope (Ed25519) over a little-endian payload."""
-        return SolanaMessage(self._ed25519.sign(payload), self.solana_public_key, payload)
-
-    def sign_evm(self, payload: bytes) -> EvmMessage:
-        """An EVM envelope (secp256k1 over Keccak-256) over a big-endian payload."""
-        return EvmMessage(*self._ecdsa(payload), payload)
-
-    def sign_le_ecdsa(self, payload: bytes) -> LeEcdsaMessage:
-        """A LeEcdsa envelope (secp256k1 over Keccak-256) over a little-endian payload."""
-        return LeEcdsaMessage(*self._ecdsa(payload), payload)
-
-
 def select(update: FeedUpdate, properties: Sequence[Property]) -> FeedUpdate:
     """The feed reduced to the requested properties, in the requested (wire) order."""
     values = {PROPERTY_ATTRS[p]: getattr(update, PROPERTY_ATTRS[p]) for p in properties}
@@ -229,7 +186,7 @@ def select(update: FeedUpdate, properties: Sequence[Property]) -> FeedUpdate:
 class UpdateEncoder:
     """Builds the frame of a shape at a tick: market values, envelopes, signatures."""
 
-    def __init__(self, market: MarketModel, keys: SigningKeys) -> None:
+    def __init__(self, market: MarketModel, keys: Signer) -> None:
         self.market = market
         self.keys = keys
 
