@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from .faults import GARBAGE_KINDS
+from .flood import FLOOD_STAMPS
 from .simulator import Simulator
 
 _COMMANDS = """commands (one per line on standard input):
@@ -46,6 +47,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
@@ -109,6 +117,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="flood at HZ updates per second per subscription (implies --flood)",
     )
     parser.add_argument(
+        "--flood-ring",
+        type=_positive_int,
+        default=200_000,
+        metavar="FRAMES",
+        help="distinct frames an unlimited flood goes round (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--flood-max-lead",
+        type=int,
+        default=20_000,
+        metavar="FRAMES",
+        help="frames a connection of an unlimited flood may run ahead of the slowest; "
+        "0: no bound (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--flood-stamp",
+        choices=FLOOD_STAMPS,
+        default="schedule",
+        help="timestamps of a flood at a rate: the ticks' nominal times, or the wall-clock "
+        "time at which each frame is sent (latency measurements) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--no-control",
         action="store_true",
         help="ignore standard input (by default it takes fault commands, see below)",
@@ -151,6 +181,9 @@ def simulator_from_args(args: argparse.Namespace) -> Simulator:
         rest_port=None if args.no_rest else args.rest_port,
         flood=args.flood or args.flood_rate is not None,
         flood_rate_hz=args.flood_rate,
+        flood_ring=args.flood_ring,
+        flood_max_lead=args.flood_max_lead if args.flood_max_lead > 0 else None,
+        flood_stamp=args.flood_stamp,
     )
 
 

@@ -1,104 +1,344 @@
-"""Flood mode: updates as fast as connections take them, one encoding per frame.
+"""Flood mode: updates as fast as connections take them, or at a fixed rate.
 
-For benchmarks. A :class:`FloodSource` per subscription shape makes frames on demand and
-keeps the most recent ones, so every connection with that shape sends the same bytes
-while the source encodes each frame once; :func:`flood_sender` feeds one connection.
+For benchmarks, whose measurements are only worth something if the source is never the
+bottleneck. Sending each frame through ``websockets``' ``send`` costs tens of
+microseconds of Python per frame per connection (~50-80k frames/s to one connection,
+~11-26k/s each to four), less than a client that deduplicates four connections can
+take. So the two modes write pre-built WebSocket frames straight to each connection's
+asyncio transport:
+
+* Unlimited (no rate): a :class:`FloodRing` per subscription shape holds ``ring_size``
+  distinct frames (timestamps ``start_us + i * step_us``), encoded once, lazily, by
+  whichever connection first needs them, and kept already framed (server frames are
+  unmasked: opcode byte, length, payload) in one contiguous buffer. Every connection
+  starts at frame 0 and goes round the ring, so all connections carry the same byte
+  sequence and a client's deduplication works across them. Frames leave in chunks of
+  ``chunk_bytes`` (whole frames only), with the transport's flow control as
+  back-pressure: hundreds of thousands of frames per second from one Python thread.
+  A ring larger than the client's dedup cache (100,000 frames by default) means a
+  frame that comes round again has been forgotten and counts as a new update.
+* Rate (``rate_hz``): a :class:`FloodTicker` per shape encodes each frame once at its
+  tick and writes it to every connection at once. Its timestamp is either the tick's
+  nominal time (``stamp="schedule"``: exactly ``1 / rate`` apart) or the wall-clock time
+  at which it is written (``stamp="send"``: what a latency measurement needs, since the
+  event loop's timers wake up to a millisecond late). Per-connection delays and stalls
+  apply to these frames, so one connection can be the slow path of a redundancy test.
+
+Connections of one ring move in near lockstep: none runs more than ``max_lead`` frames
+ahead of the slowest (stalled ones aside). A real server sends every update to every
+connection at the same time; without the bound, connections that a client reads at
+slightly different speeds would drift apart until their copies of an update fall out of
+the client's dedup window and every copy counts as a new update.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Final
+import bisect
+import logging
+from array import array
+from typing import Final, Literal
 
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 
 from ..protocol import Payload
 from .connection import SimConnection
-from .updates import Frame, Shape, UpdateEncoder
+from .updates import Frame, Shape, UpdateEncoder, now_us
 
-# A sender gives other tasks a turn after this many frames sent without waiting.
-_YIELD_EVERY: Final = 64
+logger = logging.getLogger(__name__)
 
+FloodStamp = Literal["schedule", "send"]
+FLOOD_STAMPS: Final = ("schedule", "send")
 
-@dataclass
-class Flood:
-    """The settings of a flood in progress and its sources by shape."""
-
-    rate_hz: float | None
-    step_us: int
-    sources: dict[Shape, FloodSource] = field(default_factory=dict)
+# Frames encoded per step while a ring fills: ~10 ms of the loop for JSON frames, so a
+# first pass round the ring never blocks the other connections for long.
+_FILL_STEP: Final = 1024
 
 
-class FloodSource:
-    """Flood-mode frames of one shape: distinct timestamps, the prices of the start.
+def ws_frame(frame: Frame) -> bytes:
+    """A message as the bytes of one unmasked server frame (text for str, binary for bytes)."""
+    if isinstance(frame, str):
+        return WsFrame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+    return WsFrame(Opcode.BINARY, frame).serialize(mask=False)
 
-    Frame ``i`` carries timestamp ``start_us + i * step_us``. Frames are made on demand
-    by whichever connection first needs them and kept for the others (the last
-    ``window`` frames), so N connections cost one encoding per frame, and a connection
-    slower than the others by more than the window skips ahead (counted).
+
+class FloodRing:
+    """The frames of an unlimited flood of one shape, and the positions of its senders.
+
+    Frame ``i`` (``0 <= i < size``) carries timestamp ``start_us + i * step_us`` and the
+    prices of the start (a flood measures the pipe, not the market model).
     """
 
     def __init__(
-        self, encoder: UpdateEncoder, shape: Shape, start_us: int, step_us: int, window: int
+        self,
+        encoder: UpdateEncoder,
+        shape: Shape,
+        start_us: int,
+        step_us: int,
+        size: int,
+        max_lead: int | None,
+        chunk_bytes: int,
     ) -> None:
         self.encoder = encoder
         self.shape = shape
         self.start_us = start_us
         self.step_us = step_us
-        self.window = window
-        # Market values frozen at the start: a flood measures the pipe, not the model.
+        self.size = size
+        self.max_lead = max_lead
+        self.chunk_bytes = chunk_bytes
         self.feeds = encoder.feeds_at(shape, start_us)
-        self._frames: deque[Frame] = deque(maxlen=window)
-        self._first = 0  # index of self._frames[0]
-        self.generated = 0
+        # The framed frames back to back, and where each starts (offsets[i]) and the last
+        # ends (offsets[generated]). Once complete the buffer becomes immutable bytes, so
+        # chunks are zero-copy memoryview slices of it.
+        self._buffer = bytearray()
+        self._offsets = array("Q", [0])
+        self._complete: bytes | None = None
+        # sender -> (its connection, frames handed to the transport so far)
+        self._senders: dict[object, tuple[SimConnection, int]] = {}
+        self._waiters: list[asyncio.Future[None]] = []
 
     @property
-    def head(self) -> int:
-        """Index of the next frame to be generated."""
-        return self._first + len(self._frames)
+    def generated(self) -> int:
+        """Frames encoded so far (at most ``size``)."""
+        return len(self._offsets) - 1
 
-    def get(self, index: int) -> tuple[int, Frame]:
-        """Frame ``index`` (generating it if new), or the oldest kept one if ``index`` has
-        already left the window; returns the index actually served."""
-        if index < self._first:
-            index = self._first
-        while index >= self.head:
-            t_us = self.start_us + self.head * self.step_us
+    def _fill(self, upto: int) -> None:
+        """Encode frames up to index ``upto`` (exclusive, at most ``size``)."""
+        upto = min(upto, self.size)
+        shape, channel_id = self.shape, self.shape.channel_id
+        for i in range(self.generated, upto):
             frame = self.encoder.encode(
-                self.shape, Payload(t_us, self.feeds, self.shape.channel_id)
+                shape, Payload(self.start_us + i * self.step_us, self.feeds, channel_id)
             )
-            if len(self._frames) == self.window:
-                self._first += 1
-            self._frames.append(frame)
-            self.generated += 1
-        return index, self._frames[index - self._first]
+            self._buffer += ws_frame(frame)
+            self._offsets.append(len(self._buffer))
+        if self.generated == self.size and self._complete is None:
+            self._complete = bytes(self._buffer)
+            self._buffer = bytearray()
+
+    def chunk(self, position: int) -> tuple[bytes | memoryview, int]:
+        """The whole frames from ``position`` (counting round the ring) up to about
+        ``chunk_bytes`` long, without crossing the end of the ring; and how many."""
+        start = position % self.size
+        offsets = self._offsets
+        if self._complete is None and (
+            start >= self.generated or offsets[-1] - offsets[start] < self.chunk_bytes
+        ):
+            # One step at a time: a short chunk now, more encoded for the next one.
+            self._fill(max(start + 1, self.generated + _FILL_STEP))
+        end = bisect.bisect_right(offsets, offsets[start] + self.chunk_bytes, lo=start + 1) - 1
+        end = min(max(end, start + 1), self.generated)
+        if self._complete is not None:
+            return memoryview(self._complete)[offsets[start] : offsets[end]], end - start
+        return bytes(self._buffer[offsets[start] : offsets[end]]), end - start
+
+    # -- lockstep -----------------------------------------------------------------
+
+    def join(self, key: object, conn: SimConnection) -> None:
+        """Register a sender at position 0."""
+        self._senders[key] = (conn, 0)
+
+    def leave(self, key: object) -> None:
+        """Forget a sender (its connection is gone or unsubscribed)."""
+        self._senders.pop(key, None)
+        self._wake()
+
+    def advance(self, key: object, position: int) -> None:
+        """Record a sender's progress and let the senders waiting for it go on."""
+        conn, _ = self._senders[key]
+        self._senders[key] = (conn, position)
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def wait_turn(self, position: int) -> None:
+        """Wait while ``position`` is more than ``max_lead`` frames ahead of the slowest
+        sender that is not stalled."""
+        if self.max_lead is None:
+            return
+        while True:
+            slowest = min(
+                (pos for conn, pos in self._senders.values() if not conn.stalled),
+                default=position,
+            )
+            if position - slowest <= self.max_lead:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
 
-async def flood_sender(conn: SimConnection, source: FloodSource, rate_hz: float | None) -> None:
-    """Send ``source``'s frames on ``conn`` from its newest on, as fast as the socket
-    takes them (or at ``rate_hz``); a sender left behind by the window skips (counted)."""
-    loop = asyncio.get_running_loop()
+async def ring_sender(conn: SimConnection, ring: FloodRing) -> None:
+    """Send ``ring``'s frames on ``conn`` from frame 0, round and round, as fast as the
+    socket takes them (the transport's flow control) and the lockstep allows."""
     # What is already queued (the "subscribed" answer, for one) goes out first.
     await conn.queue.join()
-    index = first = source.head
-    started = loop.time()
-    streak = 0
+    key = object()
+    ring.join(key, conn)
+    position = 0
     try:
         while True:
-            if rate_hz is not None:
-                wait = started + (index - first) / rate_hz - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    streak = 0
-            served, frame = source.get(index)
-            conn.frames_dropped += served - index
-            await conn.send_flood(frame)
-            index = served + 1
-            streak += 1
-            if streak >= _YIELD_EVERY:
-                streak = 0
-                await asyncio.sleep(0)
+            if conn.stalled:
+                await conn.wait_resumed()
+            await ring.wait_turn(position)
+            data, count = ring.chunk(position)
+            if not conn.write_raw(data, count):
+                return  # closing: the handler cleans up
+            position += count
+            ring.advance(key, position)
+            await conn.drain()
+            # drain() returns at once while the socket keeps up: give the other
+            # connections (and this one's request handler) a turn.
+            await asyncio.sleep(0)
     except ConnectionClosed:
         pass
+    finally:
+        ring.leave(key)
+
+
+class FloodTicker:
+    """A rate-limited flood of one shape: one encoding per tick, written to every member
+    connection at once (delayed or stalled ones through their queue)."""
+
+    def __init__(
+        self,
+        encoder: UpdateEncoder,
+        shape: Shape,
+        rate_hz: float,
+        step_us: int,
+        stamp: FloodStamp,
+    ) -> None:
+        self.encoder = encoder
+        self.shape = shape
+        self.rate_hz = rate_hz
+        self.step_us = step_us
+        self.stamp = stamp
+        self.start_us = now_us()
+        self.feeds = encoder.feeds_at(shape, self.start_us)
+        self.members: dict[object, SimConnection] = {}
+        self.generated = 0
+        self.task = asyncio.create_task(
+            self._run(), name=f"sim-flood-ticker-{shape.subscription_id}"
+        )
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        period = 1.0 / self.rate_hz
+        shape, channel_id = self.shape, self.shape.channel_id
+        tick = 0
+        while True:
+            wait = started + tick * period - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Late ticks (timer granularity, pauses) are all sent, not skipped: the rate
+            # holds on average, and "schedule" timestamps stay exactly 1 / rate apart.
+            if self.members:
+                t_us = now_us() if self.stamp == "send" else self.start_us + tick * self.step_us
+                try:
+                    frame = self.encoder.encode(shape, Payload(t_us, self.feeds, channel_id))
+                except Exception:  # a bug here must not kill the ticker silently
+                    logger.exception("flood: cannot encode subscription %d", shape.subscription_id)
+                    return
+                self.generated += 1
+                raw = ws_frame(frame)
+                for conn in list(self.members.values()):
+                    conn.send_now(frame, raw)
+            tick += 1
+
+    def close(self) -> None:
+        """Stop ticking."""
+        self.task.cancel()
+
+
+async def ticker_member(conn: SimConnection, ticker: FloodTicker) -> None:
+    """Keep ``conn`` among ``ticker``'s members until cancelled."""
+    await conn.queue.join()  # the "subscribed" answer first
+    key = object()
+    ticker.members[key] = conn
+    try:
+        await asyncio.get_running_loop().create_future()  # until cancelled
+    finally:
+        ticker.members.pop(key, None)
+
+
+class Flood:
+    """A flood in progress: its settings and its sources by shape."""
+
+    def __init__(
+        self,
+        encoder: UpdateEncoder,
+        rate_hz: float | None,
+        *,
+        ring_size: int,
+        max_lead: int | None,
+        chunk_bytes: int,
+        stamp: FloodStamp,
+    ) -> None:
+        if rate_hz is not None and not rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz!r}")
+        self.encoder = encoder
+        self.rate_hz = rate_hz
+        # Unlimited: timestamps 1 us apart, distinct round the whole ring.
+        self.step_us = 1 if rate_hz is None else max(1, round(1_000_000 / rate_hz))
+        self.ring_size = ring_size
+        self.max_lead = max_lead
+        self.chunk_bytes = chunk_bytes
+        self.stamp = stamp
+        self.rings: dict[Shape, FloodRing] = {}
+        self.tickers: dict[Shape, FloodTicker] = {}
+
+    @property
+    def generated(self) -> int:
+        """Frames encoded so far, every shape together."""
+        return sum(r.generated for r in self.rings.values()) + sum(
+            t.generated for t in self.tickers.values()
+        )
+
+    def start(self, conn: SimConnection, shape: Shape) -> asyncio.Task[None]:
+        """Start flooding ``conn`` with ``shape``'s updates; cancel the task to stop."""
+        name = f"sim-flood-{conn.conn_id}-{shape.subscription_id}"
+        if self.rate_hz is None:
+            ring = self.rings.get(shape)
+            if ring is None:
+                ring = FloodRing(
+                    self.encoder,
+                    shape,
+                    now_us(),
+                    self.step_us,
+                    self.ring_size,
+                    self.max_lead,
+                    self.chunk_bytes,
+                )
+                self.rings[shape] = ring
+            return asyncio.create_task(ring_sender(conn, ring), name=name)
+        ticker = self.tickers.get(shape)
+        if ticker is None:
+            ticker = FloodTicker(self.encoder, shape, self.rate_hz, self.step_us, self.stamp)
+            self.tickers[shape] = ticker
+        return asyncio.create_task(ticker_member(conn, ticker), name=name)
+
+    def close(self) -> None:
+        """Stop the tickers (the per-connection tasks are the connections' to cancel)."""
+        for ticker in self.tickers.values():
+            ticker.close()
+        self.tickers.clear()
+        self.rings.clear()
+
+
+__all__ = [
+    "FLOOD_STAMPS",
+    "Flood",
+    "FloodRing",
+    "FloodStamp",
+    "FloodTicker",
+    "ring_sender",
+    "ticker_member",
+    "ws_frame",
+]
