@@ -499,6 +499,29 @@ class LazerClient:
             "closed": core.closed,
         }
 
+    def _repr_html_(self) -> str:
+        """A table for Jupyter: one row per connection, then the totals (never the token)."""
+        from html import escape
+
+        stats = self.stats()
+        cols = ("index", "endpoint", "state", "connects", "disconnects", "frames", "last_error")
+        head = "".join(f"<th>{c}</th>" for c in cols)
+        rows = "".join(
+            "<tr>"
+            + "".join(f"<td>{escape('' if c[k] is None else str(c[k]))}</td>" for k in cols)
+            + "</tr>"
+            for c in stats["connections"]
+        )
+        totals = ", ".join(
+            f"{k} {stats[k]}"
+            for k in ("frames", "unique", "duplicates", "decode_errors", "dropped", "queue_depth")
+        )
+        status = "closed" if stats["closed"] else f"{stats['open_connections']} open"
+        return (
+            f"<p><b>LazerClient</b> ({escape(status)}): {escape(totals)}</p>"
+            f"<table><tr>{head}</tr>{rows}</table>"
+        )
+
     def __repr__(self) -> str:
         core = self._core
         states = ", ".join(f"{c.endpoint}={c.state.value}" for c in core.connections)

@@ -217,6 +217,8 @@ def test_repr_and_stats_show_endpoints_and_states_never_the_token(
         assert [c["state"] for c in stats["connections"]] == ["open", "open"]
         assert stats["open_connections"] == 2
         assert TOKEN not in text
+        html = client._repr_html_()
+        assert "<table>" in html and sims[0].url in html and TOKEN not in html
         assert TOKEN not in repr(stats)
         assert TOKEN not in repr(client.config)
     assert TOKEN not in caplog.text
