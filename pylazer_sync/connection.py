@@ -256,6 +256,7 @@ class Connection:
             self.endpoint,
             header=[f"Authorization: Bearer {token}"],
             timeout=self._config.timeout,
+            redirect_limit=0,  # a redirect would resend the token to wherever it points
         )
         return ws
 

@@ -170,7 +170,7 @@ class RestClient:
         request.add_unredirected_header("Authorization", f"Bearer {self._token.reveal()}")
         request.add_header("Accept", "application/json")
         with (
-            _mapped_errors(request.full_url),
+            _mapped_errors(request.full_url, self._token.reveal()),
             urllib.request.urlopen(
                 request, timeout=self.timeout, context=self._ssl_context
             ) as response,
@@ -192,12 +192,13 @@ def _params(request: SubscribeRequest | None, fields: Mapping[str, Any]) -> dict
 
 
 @contextmanager
-def _mapped_errors(url: str) -> Iterator[None]:
+def _mapped_errors(url: str, token: str) -> Iterator[None]:
     """Translate urllib's exceptions into the library's, naming the URL (never the token)."""
     try:
         yield
     except urllib.error.HTTPError as exc:
         detail = exc.read(2000).decode("utf-8", "replace").strip()
+        detail = detail.replace(token, "***")  # an error page may echo the request's headers
         if exc.code in (401, 403):
             raise AuthenticationError(
                 f"{url}: HTTP {exc.code}, the server refused the access token: {detail}"
