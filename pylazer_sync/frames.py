@@ -212,7 +212,7 @@ def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> Iterator[StreamUpdat
             continue
         try:
             update = update_from_jsonl_obj(json.loads(line))
-        except ValueError as exc:  # JSONDecodeError and ProtocolError alike
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and ProtocolError alike
             raise ProtocolError(f"line {number}: {exc}") from None
         yield update
 

@@ -10,6 +10,7 @@ one border.
 from __future__ import annotations
 
 import json
+import reprlib
 import ssl
 import urllib.error
 import urllib.request
@@ -51,7 +52,7 @@ class SymbolInfo:
     def from_json_obj(cls, obj: Any) -> SymbolInfo:
         """Decode one catalogue entry; unknown fields are kept in ``raw``."""
         if not isinstance(obj, dict):
-            raise ProtocolError(f"symbols: expected an object per entry, got {obj!r:.60}")
+            raise ProtocolError(f"symbols: expected an object per entry, got {reprlib.repr(obj)}")
         try:
             return cls(
                 feed_id=int(obj["pyth_lazer_id"]),
@@ -69,8 +70,10 @@ class SymbolInfo:
                 interval=_opt_str(obj.get("interval")),
                 raw=obj,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"symbols: malformed entry ({exc!r}): {obj!r:.120}") from None
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise ProtocolError(
+                f"symbols: malformed entry ({exc!r}): {reprlib.repr(obj)}"
+            ) from None
 
 
 def _opt_int(value: Any) -> int | None:
@@ -150,7 +153,7 @@ class RestClient:
         body = self._call(urllib.request.Request(url, method="GET"))
         try:
             entries = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ProtocolError(f"symbols: the answer is not JSON: {exc}") from None
         if not isinstance(entries, list):
             raise ProtocolError("symbols: expected a JSON array")

@@ -15,6 +15,7 @@ constant in the package cannot make the strategies agree with it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
@@ -319,3 +320,139 @@ def subscribe_requests(draw: st.DrawFn, with_id: bool = True) -> SubscribeReques
 
 def unsubscribe_requests() -> st.SearchStrategy[UnsubscribeRequest]:
     return st.builds(UnsubscribeRequest, u64s)
+
+
+# -- structure-aware mutations (for the fuzz tests) ---------------------------------------
+#
+# Where the length and count fields of a valid binary frame, envelope or payload are, by
+# PROTOCOL.md's layout written out again here (not taken from the package), so a mutation
+# can aim at them: a length pointing past the end, a count of 255, a zero.
+
+FRAME_MAGIC = bytes.fromhex("7377881b")
+ENVELOPE_LAYOUTS: dict[bytes, tuple[int, str]] = {
+    # format magic -> (offset of the u16 payload length, its byte order = the payload's)
+    bytes.fromhex("2a22999a"): (69, "big"),  # EVM: signature 64, recovery id 1
+    bytes.fromhex("b9011a82"): (100, "little"),  # Solana: signature 64, public key 32
+    bytes.fromhex("e4bd474d"): (69, "little"),  # LeEcdsa: signature 64, recovery id 1
+    bytes.fromhex("0c4d6359"): (4, "little"),  # LeUnsigned
+}
+# Property id -> size of its value (flagged properties: None, a u8 flag then 8 bytes if set).
+PROPERTY_VALUE_SIZES: dict[int, int | None] = {
+    0: 8, 1: 8, 2: 8, 3: 2, 4: 2, 5: 8, 6: None, 7: None, 8: None, 9: 2, 10: 8, 11: 8, 12: None,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WireField:
+    """A length or count field of a valid input: where it is, how wide, which byte order."""
+
+    offset: int
+    size: int
+    order: str
+    kind: str
+
+    def read(self, raw: bytes) -> int:
+        return int.from_bytes(raw[self.offset : self.offset + self.size], self.order)  # type: ignore[arg-type]
+
+    def write(self, raw: bytes, value: int) -> bytes:
+        value &= (1 << (8 * self.size)) - 1
+        encoded = value.to_bytes(self.size, self.order)  # type: ignore[arg-type]
+        return raw[: self.offset] + encoded + raw[self.offset + self.size :]
+
+
+def payload_fields(raw: bytes, base: int, order: str) -> list[WireField]:
+    """The feed count, each feed's property count and each property id of a payload."""
+    fields = [WireField(base + 13, 1, order, "feed count")]
+    off = base + 14
+    for _ in range(raw[base + 13]):
+        fields.append(WireField(off + 4, 1, order, "property count"))
+        count = raw[off + 4]
+        off += 5
+        for _ in range(count):
+            fields.append(WireField(off, 1, order, "property id"))
+            size = PROPERTY_VALUE_SIZES[raw[off]]
+            off += 1
+            if size is None:
+                off += 1 + (8 if raw[off] else 0)
+            else:
+                off += size
+    return fields
+
+
+def envelope_fields(raw: bytes, base: int = 0) -> list[WireField]:
+    """The payload length of an envelope (none for JSON) and its payload's fields."""
+    layout = ENVELOPE_LAYOUTS.get(raw[base : base + 4])
+    if layout is None:
+        return []
+    offset, order = layout
+    length = WireField(base + offset, 2, order, "envelope payload length")
+    return [length, *payload_fields(raw, base + offset + 2, order)]
+
+
+def frame_fields(raw: bytes) -> list[WireField]:
+    """Every message length of a binary frame, and the fields inside each envelope."""
+    assert raw[:4] == FRAME_MAGIC
+    fields: list[WireField] = []
+    off = 12
+    while off < len(raw):
+        length = WireField(off, 2, "big", "frame message length")
+        fields.append(length)
+        fields += envelope_fields(raw, off + 2)
+        off += 2 + length.read(raw)
+    return fields
+
+
+@st.composite
+def field_mutations(draw: st.DrawFn, raw: bytes, fields: list[WireField]) -> bytes:
+    """``raw`` with one to three of its ``fields`` set to hostile values: past the end,
+    the maximum (a huge count), zero, one off, or anything; sometimes also truncated
+    right after a field, so a length points past a shorter end."""
+    if not fields:
+        return raw
+    for _ in range(draw(st.integers(1, 3))):
+        f = draw(st.sampled_from(fields))
+        top = (1 << (8 * f.size)) - 1
+        value = f.read(raw)
+        new = draw(
+            st.sampled_from([0, 1, top, value + 1, value - 1, value + len(raw), len(raw)])
+            | st.integers(0, top)
+        )
+        raw = f.write(raw, new)
+        if draw(st.integers(0, 4)) == 0:
+            raw = raw[: f.offset + f.size + draw(st.integers(0, 8))]
+            fields = [g for g in fields if g.offset + g.size <= len(raw)]
+            if not fields:
+                break
+    return raw
+
+
+INVALID_UTF8 = (
+    b"\xff",
+    b"\xfe\xff",
+    b"\x80",  # a lone continuation byte
+    b"\xc3\x28",  # a lead byte without its continuation
+    b"\xe2\x82",  # truncated three-byte sequence
+    b"\xc0\xaf",  # overlong encoding of '/'
+    b"\xed\xa0\x80",  # an encoded surrogate (U+D800)
+    b"\xf4\x90\x80\x80",  # past U+10FFFF
+    b"\x00",
+)
+
+
+@st.composite
+def invalid_utf8_mutations(draw: st.DrawFn, text: bytes) -> bytes:
+    """JSON text with invalid UTF-8 inside a string value (just after a quote) or anywhere."""
+    quotes = [i + 1 for i, b in enumerate(text) if b == 0x22]
+    positions = st.sampled_from(quotes) if quotes else st.integers(0, len(text))
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(positions | st.integers(0, len(text)))
+        text = text[:i] + draw(st.sampled_from(INVALID_UTF8)) + text[i:]
+    return text
+
+
+def nested_json(depth: int, kind: str = "list") -> str:
+    """JSON text of ``0`` wrapped in ``depth`` lists (or single-key objects), built as
+    text: ``json.dumps`` itself cannot go past the recursion limit."""
+    if kind == "list":
+        return "[" * depth + "0" + "]" * depth
+    return '{"a":' * depth + "0" + "}" * depth

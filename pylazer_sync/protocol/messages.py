@@ -91,7 +91,7 @@ class UnknownMessage:
     """A JSON message of a ``type`` this library does not know; ``raw`` is the whole object."""
 
     type: str
-    raw: dict[str, Any] = field(compare=False)
+    raw: dict[str, Any] = field(compare=False, repr=False)  # may be huge, or nested deep
 
 
 _ENVELOPE_FIELDS: Final = (
@@ -395,7 +395,10 @@ def parse_server_message(text: str | bytes) -> ServerMessage:
         # UnicodeDecodeError and JSONDecodeError are both ValueErrors; TypeError is a
         # frame that is neither str nor bytes.
         raise ProtocolError(f"server message is not valid JSON: {exc}") from None
-    return _from_json_obj(obj)
+    try:
+        return _from_json_obj(obj)
+    except RecursionError:  # JSON that only just parsed, then dumped or shown in an error
+        raise ProtocolError("server message: nested too deeply") from None
 
 
 def decode_binary_update(data: bytes) -> StreamUpdate:
@@ -563,4 +566,7 @@ def parse_json_update(text: str | bytes, subscription_id: int = 0) -> StreamUpda
         raise ProtocolError(f"JSON update is not valid JSON: {exc}") from None
     if type(obj) is not dict:
         raise ProtocolError(f"JSON update: expected an object, got {type(obj).__name__}")
-    return _stream_update_from_json({**obj, "subscriptionId": subscription_id})
+    try:
+        return _stream_update_from_json({**obj, "subscriptionId": subscription_id})
+    except RecursionError:  # JSON that only just parsed, then shown in an error
+        raise ProtocolError("JSON update: nested too deeply") from None
