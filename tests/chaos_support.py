@@ -371,6 +371,8 @@ class Consumer:
 
     client: pl.LazerClient
     per_message: float = 0.0
+    keep: bool = True  # False: only count and call on_message (long runs, flat memory)
+    count: int = 0
     received: list[Received] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
     on_message: Callable[[Received], None] | None = None
@@ -391,9 +393,11 @@ class Consumer:
                 else:
                     batch = client.recv_many(1000, timeout=0.2)
                 now = time.time()
+                self.count += len(batch)
                 for message in batch:
                     record = Received(now, message)
-                    self.received.append(record)
+                    if self.keep:
+                        self.received.append(record)
                     if self.on_message is not None:
                         self.on_message(record)
                 if self.per_message > 0:
