@@ -78,10 +78,15 @@ def test_every_connection_gets_the_same_bytes_from_the_first_ring_frame(
     b = subscribed(ring_sim, **BINARY)  # joins later, still starts at frame 0
     assert frames(b, 1200) == first
     stamps = [stamp(f) for f in first]
+    assert len(set(stamps)) == 1200  # distinct, also round the ring again ...
     ring = stamps[:500]
-    assert len(set(ring)) == 500  # distinct round the ring ...
-    assert {y - x for x, y in itertools.pairwise(ring)} == {1}  # ... 1 us apart
-    assert stamps[500:1000] == ring and first[1000:1200] == first[:200]  # and round again
+    assert {y - x for x, y in itertools.pairwise(ring)} == {1}  # ... 1 us apart in a round
+    period = stamps[500] - stamps[0]
+    assert period > 500 and stamps[500:1000] == [t + period for t in ring]
+    # A later round is the first with only the timestamps changed.
+    again = decode_binary_update(first[500])
+    assert again.payload is not None and decode_binary_update(first[0]).payload is not None
+    assert again.feeds == decode_binary_update(first[0]).feeds
     a.close()
     b.close()
 
@@ -102,34 +107,63 @@ def test_ws_frame_headers() -> None:
     assert ws_frame(b"\x00" * 70_000)[:10] == b"\x82\x7f" + struct.pack("!Q", 70_000)
 
 
-def _ring(max_lead: int | None) -> FloodRing:
+def _ring(max_lead: int | None, size: int = 5000, **params: object) -> FloodRing:
     catalogue = Catalogue.default()
     encoder = UpdateEncoder(MarketModel(catalogue, 0), Signer.from_seed(0))
-    request = SubscribeRequest.from_wire(subscribe_request(1, **BINARY))
+    request = SubscribeRequest.from_wire(subscribe_request(1, **{**BINARY, **params}))
     shape = resolve(request, catalogue).shape
     assert shape is not None
-    return FloodRing(encoder, shape, 1_000_000, 1, 5000, max_lead, 4096)
+    return FloodRing(encoder, shape, 1_700_000_000_000_000, 1, size, max_lead, 4096)
 
 
-def test_ring_chunks_are_whole_frames_and_cover_the_ring() -> None:
-    ring = _ring(None)
-    position, seen = 0, bytearray()
-    while position < 2 * ring.size:
+def _rounds(ring: FloodRing, rounds: int) -> list[bytes]:
+    """Every chunk of the first ``rounds`` rounds, checked, as one byte string each round."""
+    position, out = 0, [bytearray() for _ in range(rounds)]
+    while position < rounds * ring.size:
         data, count = ring.chunk(position)
         assert count > 0 and (position % ring.size) + count <= ring.size
         assert len(data) <= 4096 or count == 1
-        seen += data
+        out[position // ring.size] += data
         position += count
-    assert ring.generated == ring.size
-    one_round = bytes(seen[: len(seen) // 2])
-    assert bytes(seen) == one_round * 2
+    return [bytes(r) for r in out]
+
+
+def _split(blob: bytes) -> list[bytes]:
+    """The payloads of a run of small binary frames: 0x82, 7-bit length, payload."""
     parsed, pos = [], 0
-    while pos < len(one_round):  # every frame: 0x82, 7-bit length, payload
-        assert one_round[pos] == 0x82
-        size = one_round[pos + 1]
-        parsed.append(one_round[pos + 2 : pos + 2 + size])
+    while pos < len(blob):
+        assert blob[pos] == 0x82
+        size = blob[pos + 1]
+        parsed.append(blob[pos + 2 : pos + 2 + size])
         pos += 2 + size
-    assert len({stamp(f) for f in parsed}) == ring.size
+    return parsed
+
+
+def test_ring_chunks_are_whole_frames_and_later_rounds_are_restamped() -> None:
+    ring = _ring(None)
+    first, second, third = (_split(r) for r in _rounds(ring, 3))
+    assert ring.generated == ring.size and ring.patched
+    stamps = [stamp(f) for f in first]
+    assert len(set(stamps)) == ring.size
+    assert all(t % 1_000_000 for t in stamps)  # never on a whole second, where ticks are
+    assert [stamp(f) for f in second] == [t + ring.period for t in stamps]
+    assert [stamp(f) for f in third] == [t + 2 * ring.period for t in stamps]
+    assert ring.timestamp(2 * ring.size + 7) == stamps[7] + 2 * ring.period
+    # Exactly what the encoder makes for those timestamps, not just decodable.
+    assert ws_frame(second[42]) == ring._encode(stamps[42] + ring.period)
+
+
+def test_json_rounds_are_restamped_too() -> None:
+    ring = _ring(None, size=300, formats=[], deliveryFormat="json", parsed=True)
+    rounds = _rounds(ring, 2)
+    assert ring.patched and rounds[0] != rounds[1] and len(rounds[0]) == len(rounds[1])
+    assert ring.period == 1000  # the lowest three digits count frames in a round
+
+
+def test_signed_frames_repeat_the_ring() -> None:
+    ring = _ring(None, size=20, formats=["solana"])
+    first, second = _rounds(ring, 2)
+    assert ring.patched is False and first == second
 
 
 def test_lockstep_holds_a_sender_that_runs_ahead() -> None:

@@ -8,15 +8,14 @@ take. So the two modes write pre-built WebSocket frames straight to each connect
 asyncio transport:
 
 * Unlimited (no rate): a :class:`FloodRing` per subscription shape holds ``ring_size``
-  distinct frames (timestamps ``start_us + i * step_us``), encoded once, lazily, by
-  whichever connection first needs them, and kept already framed (server frames are
-  unmasked: opcode byte, length, payload) in one contiguous buffer. Every connection
-  starts at frame 0 and goes round the ring, so all connections carry the same byte
-  sequence and a client's deduplication works across them. Frames leave in chunks of
-  ``chunk_bytes`` (whole frames only), with the transport's flow control as
-  back-pressure: hundreds of thousands of frames per second from one Python thread.
-  A ring larger than the client's dedup cache (100,000 frames by default) means a
-  frame that comes round again has been forgotten and counts as a new update.
+  frames with distinct timestamps, encoded once, lazily, by whichever connection first
+  needs them, and kept already framed (server frames are unmasked: opcode byte, length,
+  payload) in one contiguous buffer. Every connection starts at frame 0 and goes round
+  the ring, so all connections carry the same byte sequence and a client's
+  deduplication works across them. Later rounds are the first with the timestamps
+  moved on (one ``bytes.join``, no encoding), so no frame ever repeats. Frames leave in
+  chunks of ``chunk_bytes`` (whole frames only), with the transport's flow control as
+  back-pressure: millions of frames per second from one Python thread.
 * Rate (``rate_hz``): a :class:`FloodTicker` per shape encodes each frame once at its
   tick and writes it to every connection at once. Its timestamp is either the tick's
   nominal time (``stamp="schedule"``: exactly ``1 / rate`` apart) or the wall-clock time
@@ -35,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import logging
 from array import array
 from typing import Final, Literal
@@ -43,7 +43,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
-from ..protocol import Payload
+from ..protocol import DeliveryFormat, Payload
 from .connection import SimConnection
 from .updates import Frame, Shape, UpdateEncoder, now_us
 
@@ -57,6 +57,19 @@ FLOOD_STAMPS: Final = ("schedule", "send")
 _FILL_STEP: Final = 1024
 
 
+def _base(now: int, period: int, span: int) -> int:
+    """A multiple of ``period`` at or before ``now`` such that the first pass,
+    ``base + 1 .. base + span``, holds no whole second, where fixed-rate ticks sit: so
+    flood frames and ticks can be told apart by timestamp. Falls back to the latest
+    multiple when no recent one fits (a span of a second or more)."""
+    latest = now // period * period
+    for k in range(64):
+        base = latest - k * period
+        if span < 1_000_000 and base % 1_000_000 + span < 1_000_000:
+            return base
+    return latest
+
+
 def ws_frame(frame: Frame) -> bytes:
     """A message as the bytes of one unmasked server frame (text for str, binary for bytes)."""
     if isinstance(frame, str):
@@ -67,8 +80,18 @@ def ws_frame(frame: Frame) -> bytes:
 class FloodRing:
     """The frames of an unlimited flood of one shape, and the positions of its senders.
 
-    Frame ``i`` (``0 <= i < size``) carries timestamp ``start_us + i * step_us`` and the
-    prices of the start (a flood measures the pipe, not the market model).
+    Frames carry the prices of the start (a flood measures the pipe, not the market
+    model) and distinct timestamps, ``step_us`` apart round the ring. Round ("pass") ``p``
+    differs from round 0 only in the upper digits (JSON) or upper bytes (binary) of each
+    timestamp: the ring's timestamps are laid out as ``base + p * period + 1 + i * step_us``
+    with ``period`` a power of ten (or of 256) above the ring's span, so a pass is the
+    first pass with one fixed-size field replaced in every frame, and is built with one
+    ``bytes.join`` instead of re-encoding. So frames stay distinct for ever, also for a
+    client whose dedup cache only has a time limit (the TypeScript SDK keeps every frame
+    for 10 s, which a repeating ring of any affordable size would defeat). Shapes whose
+    frames cannot be patched that way (signed formats: the signature covers the
+    timestamp) go round the same ring again, which is still new to a client whose dedup
+    cache is smaller than the ring (100,000 frames by default for ours).
     """
 
     def __init__(
@@ -83,18 +106,29 @@ class FloodRing:
     ) -> None:
         self.encoder = encoder
         self.shape = shape
-        self.start_us = start_us
         self.step_us = step_us
         self.size = size
         self.max_lead = max_lead
         self.chunk_bytes = chunk_bytes
         self.feeds = encoder.feeds_at(shape, start_us)
+        span = size * step_us + 1
+        self._decimal = shape.delivery_format is DeliveryFormat.JSON
+        if self._decimal:  # the timestamp is a decimal string: patch its upper digits
+            self._low_width = len(str(span - 1))
+            self.period: int = 10**self._low_width
+        else:  # a u64 (little-endian in unsigned envelopes): patch its upper bytes
+            self._low_width = max(1, ((span - 1).bit_length() + 7) // 8)
+            self.period = 256**self._low_width
+        self.base = _base(start_us, self.period, span)
         # The framed frames back to back, and where each starts (offsets[i]) and the last
-        # ends (offsets[generated]). Once complete the buffer becomes immutable bytes, so
-        # chunks are zero-copy memoryview slices of it.
+        # ends (offsets[generated]); where each frame's timestamp field to patch starts.
         self._buffer = bytearray()
         self._offsets = array("Q", [0])
-        self._complete: bytes | None = None
+        self._marks: array[int] | None = array("Q")
+        # Once complete: the first pass, and the bytes between the patched fields.
+        self._first: bytes | None = None
+        self._pieces: list[bytes] | None = None
+        self._passes: dict[int, bytes] = {}
         # sender -> (its connection, frames handed to the transport so far)
         self._senders: dict[object, tuple[SimConnection, int]] = {}
         self._waiters: list[asyncio.Future[None]] = []
@@ -104,34 +138,110 @@ class FloodRing:
         """Frames encoded so far (at most ``size``)."""
         return len(self._offsets) - 1
 
+    @property
+    def patched(self) -> bool | None:
+        """Whether later passes get fresh timestamps (None until the ring is complete)."""
+        return None if self._first is None else self._pieces is not None
+
+    def timestamp(self, position: int) -> int:
+        """The timestamp of the frame at ``position`` (counting round the ring), for a
+        patched ring; for an unpatched one, that of pass 0."""
+        passes, index = divmod(position, self.size)
+        if self._pieces is None and self._first is not None:
+            passes = 0
+        return self.base + passes * self.period + 1 + index * self.step_us
+
+    def _encode(self, t_us: int) -> bytes:
+        frame = self.encoder.encode(self.shape, Payload(t_us, self.feeds, self.shape.channel_id))
+        return ws_frame(frame)
+
+    def _field(self, t_us: int) -> tuple[bytes, slice]:
+        """The whole timestamp as it appears in a frame, and where in it the part that
+        changes from round to round is (the upper digits, or the upper bytes)."""
+        if self._decimal:
+            text = str(t_us).encode()
+            return text, slice(0, len(text) - self._low_width)
+        return t_us.to_bytes(8, "little"), slice(self._low_width, 8)
+
+    def _upper(self, passes: int) -> bytes:
+        """The patched field of round ``passes``."""
+        full, upper = self._field(self.base + passes * self.period + 1)
+        return full[upper]
+
     def _fill(self, upto: int) -> None:
         """Encode frames up to index ``upto`` (exclusive, at most ``size``)."""
         upto = min(upto, self.size)
-        shape, channel_id = self.shape, self.shape.channel_id
         for i in range(self.generated, upto):
-            frame = self.encoder.encode(
-                shape, Payload(self.start_us + i * self.step_us, self.feeds, channel_id)
-            )
-            self._buffer += ws_frame(frame)
+            t_us = self.base + 1 + i * self.step_us
+            framed = self._encode(t_us)
+            marks = self._marks
+            if marks is not None:
+                full, upper = self._field(t_us)
+                where = framed.find(full)
+                if where < 0 or framed.find(full, where + 1) >= 0:
+                    self._marks = None  # not exactly once: cannot patch
+                else:
+                    marks.append(len(self._buffer) + where + upper.start)
+            self._buffer += framed
             self._offsets.append(len(self._buffer))
-        if self.generated == self.size and self._complete is None:
-            self._complete = bytes(self._buffer)
-            self._buffer = bytearray()
+        if self.generated == self.size and self._first is None:
+            self._complete()
+
+    def _complete(self) -> None:
+        first = self._first = bytes(self._buffer)
+        self._buffer = bytearray()
+        self._passes[0] = first
+        marks = self._marks
+        self._marks = None
+        if marks is None:
+            return
+        width = len(self._upper(0))
+        pieces = [first[: marks[0]]]  # a ring has at least one frame, hence one mark
+        pieces += [first[a + width : b] for a, b in itertools.pairwise(marks)]
+        pieces.append(first[marks[-1] + width :])
+        self._pieces = pieces
+        # Trust the patching only where it gives exactly what the encoder would.
+        for index in {0, self.size // 2, self.size - 1}:
+            start, end = self._offsets[index], self._offsets[index + 1]
+            expected = self._encode(self.base + self.period + 1 + index * self.step_us)
+            if self._pass(1)[start:end] != expected:
+                logger.info(
+                    "flood: subscription %d's frames cannot be re-stamped; the ring repeats",
+                    self.shape.subscription_id,
+                )
+                self._pieces = None
+                break
+        self._passes = {0: first}
+
+    def _pass(self, passes: int) -> bytes:
+        """The frames of round ``passes`` (built once, kept while a sender needs them)."""
+        blob = self._passes.get(passes)
+        if blob is not None:
+            return blob
+        assert self._first is not None
+        if self._pieces is None:
+            return self._first
+        oldest = min((pos // self.size for _, pos in self._senders.values()), default=passes)
+        for old in [p for p in self._passes if p < min(oldest, passes)]:
+            del self._passes[old]
+        blob = self._passes[passes] = self._upper(passes).join(self._pieces)
+        return blob
 
     def chunk(self, position: int) -> tuple[bytes | memoryview, int]:
         """The whole frames from ``position`` (counting round the ring) up to about
         ``chunk_bytes`` long, without crossing the end of the ring; and how many."""
-        start = position % self.size
+        passes, start = divmod(position, self.size)
         offsets = self._offsets
-        if self._complete is None and (
+        if self._first is None and (
             start >= self.generated or offsets[-1] - offsets[start] < self.chunk_bytes
         ):
             # One step at a time: a short chunk now, more encoded for the next one.
             self._fill(max(start + 1, self.generated + _FILL_STEP))
         end = bisect.bisect_right(offsets, offsets[start] + self.chunk_bytes, lo=start + 1) - 1
         end = min(max(end, start + 1), self.generated)
-        if self._complete is not None:
-            return memoryview(self._complete)[offsets[start] : offsets[end]], end - start
+        if self._first is not None:
+            blob = self._pass(passes)
+            return memoryview(blob)[offsets[start] : offsets[end]], end - start
         return bytes(self._buffer[offsets[start] : offsets[end]]), end - start
 
     # -- lockstep -----------------------------------------------------------------
