@@ -720,3 +720,38 @@ def test_a_fragmented_message_over_the_limit_is_refused_while_it_arrives() -> No
         # Refused while arriving: far less than the 16 MiB was taken in (the kernel's
         # socket buffers hold a few MiB at most).
         assert sent[-1] < 12 << 20, sent[-1]
+
+
+def test_fragmented_messages_within_the_limit_are_delivered_whole() -> None:
+    """The other side of the limit on fragments: a message in fragments is joined and
+    delivered, and the next one (whole or in fragments) is not mixed up with it."""
+    first = pl.protocol.encode_server_message(pl.Subscribed(5)).encode()
+    second = pl.protocol.encode_server_message(pl.Subscribed(6)).encode()
+    third = pl.protocol.encode_server_message(pl.Subscribed(7)).encode()  # no duplicate
+
+    def serve(i: int, sock: socket.socket, head: bytes) -> None:
+        accept_upgrade(sock, head)
+        a, b, c = first[:5], first[5:12], first[12:]
+        sock.sendall(
+            frame_header(0x1, len(a), fin=False) + a
+            + frame_header(0x9, 0)  # a ping between fragments is allowed
+            + frame_header(0x0, len(b), fin=False) + b
+            + frame_header(0x0, len(c)) + c
+            + frame_header(0x1, len(second)) + second
+            + frame_header(0x1, 3, fin=False) + third[:3]
+            + frame_header(0x0, len(third) - 3) + third[3:]
+        )  # fmt: skip
+        hold_open(sock)
+
+    with (
+        RawServer(serve) as raw,
+        pl.LazerClient(
+            TOKEN, endpoints=[raw.url], num_connections=1, backoff=FAST_BACKOFF, max_frame_size=64
+        ) as client,
+    ):
+        try:
+            received = [client.recv(timeout=5) for _ in range(3)]
+        except pl.RecvTimeout:
+            raise AssertionError(client.stats()) from None
+        assert received == [pl.Subscribed(5), pl.Subscribed(6), pl.Subscribed(7)]
+        assert client.stats()["connections"][0]["disconnects"] == 0
