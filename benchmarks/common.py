@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 ROOT: Final = BENCH_DIR.parent
@@ -37,6 +37,9 @@ FEED_IDS: Final = [1]
 PROPERTIES: Final = ["price", "bestBidPrice", "bestAskPrice", "exponent", "publisherCount"]
 DELIVERIES: Final = ("json", "binary")
 SUBSCRIPTION_ID: Final = 1
+
+
+_P = TypeVar("_P", bound="Process")
 
 
 class BenchError(RuntimeError):
@@ -230,7 +233,7 @@ class Process:
                     proc.kill()
                     proc.wait(grace)
 
-    def __enter__(self) -> Process:
+    def __enter__(self: _P) -> _P:
         return self
 
     def __exit__(

@@ -96,4 +96,5 @@ def prepare(version: str = "latest", reinstall: bool = False) -> TsSdk | str:
         installed = _installed_version(SDK_DIR)
         if installed is None:
             return f"skipped: {PACKAGE} not found after npm install"
+    assert installed is not None
     return TsSdk(node, SDK_DIR, installed, node_version)

@@ -53,7 +53,8 @@ class BufferedSocket:
         self._pos = 0
 
     def recv(self, n: int) -> bytes:
-        buf, pos = self._buf, self._pos
+        buf: bytes = self._buf
+        pos = self._pos
         avail = len(buf) - pos
         if avail <= 0:
             buf = self._sock.recv(_READ_SIZE)
@@ -109,8 +110,9 @@ def _count_frames(buf: bytes, pos: int) -> tuple[int, int]:
 def _reader_loop(kind: str, ws: websocket.WebSocket, counts: list[int], i: int) -> None:
     """Read frames forever, publishing the count every 256 frames."""
     c = 0
+    sock: Any = ws.sock
     if kind == "raw":
-        sock, rest = ws.sock, b""
+        rest = b""
         while True:
             data = sock.recv(_READ_SIZE)
             if not data:
@@ -121,11 +123,12 @@ def _reader_loop(kind: str, ws: websocket.WebSocket, counts: list[int], i: int) 
             c += n
             counts[i] = c
     if kind == "buffered":
-        ws.sock = BufferedSocket(ws.sock)
+        ws.sock = BufferedSocket(sock)  # type: ignore[assignment]  # duck-typed, on purpose
     elif kind == "transport":
         from pylazer_sync import transport
 
-        transport.install(ws, 1 << 20, lambda: None)  # type: ignore[attr-defined]
+        # The client's transport as it is now; its interface may change under us.
+        transport.install(ws, 1 << 20, lambda: None)
     recv = ws.recv
     while True:
         recv()
