@@ -83,6 +83,9 @@ class LimitedFrameBuffer(frame_buffer):
         super().__init__(source.recv, skip_utf8_validation=True)
         self.source = source
         self.max_size = max_size
+        # Bytes of the fragmented message being joined so far: websocket-client joins
+        # fragments without a limit, so the bound must count them as they arrive.
+        self._message_so_far = 0
 
     def recv_strict(self, bufsize: int) -> bytes:
         """Exactly ``bufsize`` bytes (the parser's contract)."""
@@ -97,12 +100,23 @@ class LimitedFrameBuffer(frame_buffer):
         return data
 
     def recv_length(self) -> None:
-        """Read the length field, then apply the limit."""
+        """Read the length field, then apply the limit to the frame and to the message
+        its fragments make so far."""
         super().recv_length()
-        if self.length is not None and self.length > self.max_size:
+        length = self.length or 0
+        if length > self.max_size:
+            raise FrameTooLarge(f"a frame of {length} bytes exceeds max_frame_size {self.max_size}")
+        assert self.header is not None
+        fin, opcode = self.header[0], self.header[4]
+        if opcode >= 0x8:  # control frames may come between fragments; never joined
+            return
+        total = length if opcode != 0x0 else self._message_so_far + length
+        if total > self.max_size:
             raise FrameTooLarge(
-                f"a frame of {self.length} bytes exceeds max_frame_size {self.max_size}"
+                f"a fragmented message of more than {total} bytes exceeds max_frame_size "
+                f"{self.max_size}"
             )
+        self._message_so_far = 0 if fin else total
 
 
 def install(ws: Any, max_frame_size: int, on_refill: Callable[[], None]) -> None:

@@ -673,13 +673,6 @@ def test_an_oversized_frame_drops_the_connection_before_its_payload_is_read(
     assert rss_bytes() - rss_before < 64 << 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: websocket-client joins fragments (continuous_frame.add: bytes +=) with no "
-    "limit; max_frame_size is only checked on the joined message (connection.py), so a "
-    "message in many fragments grows without bound (and in quadratic time) before it is "
-    "refused. See the report for the proposed fix in transport.py.",
-)
 def test_a_fragmented_message_over_the_limit_is_refused_while_it_arrives() -> None:
     """Every fragment is small, the message they make is not: the client must give up as
     soon as the fragments it has add up to more than ``max_frame_size``, not after the
