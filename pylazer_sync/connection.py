@@ -98,6 +98,7 @@ class Connection:
         self._lock = threading.Lock()
         self._ws: websocket.WebSocket | None = None
         self._sent_ids: set[int] = set()
+        self._socket_open = False  # counts disconnects of sockets that were opened
         self.state = ConnectionState.IDLE
         # Statistics: written only by this connection's thread.
         self.connects = 0
@@ -198,32 +199,28 @@ class Connection:
         token = self._config.token.reveal()
         while not self._stop.is_set():
             lifetime: float | None = None
+            failure: Exception | None = None
+            self.last_status = None
+            self._set_state(ConnectionState.CONNECTING)
             try:
-                self.last_status = None
-                self._set_state(ConnectionState.CONNECTING)
                 ws = self._connect(token)
+            except Exception as exc:  # every failure means: back off and try again
+                failure = exc
+            else:
                 opened = time.monotonic()
                 try:
                     self._open(ws)
                     self._read_until_lost(ws)
-                finally:
-                    lifetime = time.monotonic() - opened
-                    self._close(ws)
-            except _ConnectionLost as exc:
-                self._record_failure(str(exc), token)
-            except websocket.WebSocketBadStatusException as exc:
-                self.last_status = exc.status_code
-                if exc.status_code in (401, 403):
-                    self._record_failure(
-                        f"HTTP {exc.status_code}: the server refused the access token"
-                        + (" (not entitled)" if exc.status_code == 403 else ""),
-                        token,
-                        ConnectionState.AUTH_FAILED,
-                    )
-                else:
-                    self._record_failure(f"HTTP {exc.status_code} on the WebSocket upgrade", token)
-            except Exception as exc:  # every failure means: back off and try again
-                self._record_failure(f"{type(exc).__name__}: {exc}", token)
+                except Exception as exc:
+                    failure = exc
+                lifetime = time.monotonic() - opened
+                if failure is not None:
+                    # The reason first: stats never show a disconnect without its cause.
+                    self._record_failure(failure, token)
+                    failure = None
+                self._close(ws)
+            if failure is not None:
+                self._record_failure(failure, token)
             if self._stop.is_set():
                 break
             delay = self._backoff.next_delay(lifetime)
@@ -233,9 +230,23 @@ class Connection:
             self._stop.wait(delay)
         self._set_state(ConnectionState.CLOSED)
 
-    def _record_failure(
-        self, text: str, token: str, state: ConnectionState = ConnectionState.BACKOFF
-    ) -> None:
+    def _describe(self, exc: Exception) -> tuple[str, ConnectionState]:
+        """What went wrong, in one line, and the state it leaves the connection in."""
+        if isinstance(exc, _ConnectionLost):
+            return str(exc), ConnectionState.BACKOFF
+        if isinstance(exc, websocket.WebSocketBadStatusException):
+            self.last_status = exc.status_code
+            if exc.status_code in (401, 403):
+                return (
+                    f"HTTP {exc.status_code}: the server refused the access token"
+                    + (" (not entitled)" if exc.status_code == 403 else ""),
+                    ConnectionState.AUTH_FAILED,
+                )
+            return f"HTTP {exc.status_code} on the WebSocket upgrade", ConnectionState.BACKOFF
+        return f"{type(exc).__name__}: {exc}", ConnectionState.BACKOFF
+
+    def _record_failure(self, exc: Exception, token: str) -> None:
+        text, state = self._describe(exc)
         self.last_error = scrub(text, token)[:500]
         if self._stop.is_set():
             return
@@ -263,6 +274,7 @@ class Connection:
     def _open(self, ws: websocket.WebSocket) -> None:
         with self._lock:
             self._sent_ids.clear()
+            self._socket_open = True
             self.connects += 1
             self.opened_at = time.monotonic()
             self.last_frame_at = self.opened_at
@@ -276,10 +288,11 @@ class Connection:
 
     def _close(self, ws: websocket.WebSocket) -> None:
         with self._lock:
-            was_open = self.state is ConnectionState.OPEN
+            was_open = self._socket_open
+            self._socket_open = False
             self._ws = None
             self._sent_ids.clear()
-            if was_open:
+            if self.state is ConnectionState.OPEN:
                 self.state = ConnectionState.BACKOFF
         if was_open:
             self.disconnects += 1
