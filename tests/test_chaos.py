@@ -31,6 +31,7 @@ import random
 import time
 from dataclasses import dataclass
 
+import pytest
 from chaos_support import (
     Consumer,
     Monitor,
@@ -238,6 +239,7 @@ def describe_around(t_us: int, faults: list[Fault], monitor: Monitor) -> str:
     return f"tick {t_us}: faults {near}; states {states}"
 
 
+@pytest.mark.timeout(CHAOS_SECONDS + 240)  # the run itself, plus start-up and checks
 def test_chaos_exactly_once_recovery_threads_and_stats() -> None:
     seed = int(os.environ.get("PYLAZER_CHAOS_SEED") or random.randrange(1 << 30))
     print(f"chaos: seed {seed}, {CHAOS_SECONDS} s")

@@ -39,6 +39,7 @@ PER_MESSAGE = 0.01  # the reader's work per message: 100 messages/s at most
 MB = 1 << 20
 
 
+@pytest.mark.timeout(SECONDS + 240)  # the run itself, plus start-up and checks
 @pytest.mark.parametrize("policy", ["drop_oldest", "block"])
 def test_slow_consumer(policy: str) -> None:
     baseline = client_thread_idents()

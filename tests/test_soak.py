@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from chaos_support import (
     Consumer,
     Monitor,
@@ -40,6 +41,7 @@ NUM_CONNECTIONS = 4
 MB = 1 << 20
 
 
+@pytest.mark.timeout(SECONDS + 240)  # the run itself, plus start-up and checks
 def test_soak_rss_threads_and_fds_stay_flat() -> None:
     baseline = client_thread_idents()
     with sim_processes(3, seed=5, token=TOKEN, extra_args=("--rate", str(RATE_HZ))) as sims:
