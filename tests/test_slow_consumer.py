@@ -110,7 +110,7 @@ def test_slow_consumer(policy: str) -> None:
     updates = consumer.updates(sub)
     stamps = [u.timestamp_us or 0 for _, u in updates]
     assert len(stamps) == len(set(stamps)), "an update delivered twice"
-    assert stamps == sorted(stamps), "updates out of order"
+    # (Not asserted: order. An update one endpoint skipped comes later from the other.)
     ages = [at - (u.timestamp_us or 0) / 1e6 for at, u in updates]
     slow_part = [age for age, (at, _) in zip(ages, updates, strict=True) if at < stream_end]
     first, last = (
