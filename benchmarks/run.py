@@ -51,7 +51,7 @@ def settings_for(quick: bool) -> dict[str, Any]:
             "throughput": throughput.Settings(),
             "latency": latency.Settings(),
             "cost": memory.Settings(),
-            "decode": {"repeat": 5, "min_time": 0.2},
+            "decode": {"repeat": 3, "min_time": 0.2},
         }
     return {
         "throughput": throughput.Settings(
@@ -63,6 +63,7 @@ def settings_for(quick: bool) -> dict[str, Any]:
             raw_seconds=0.5,
             ts_conns=(4,),
             ts_warmup=1.0,
+            bare_repeats=1,
         ),
         "latency": latency.Settings(seconds=2.0, warmup=0.5),
         "cost": memory.Settings(seconds=12.0, warmup=6.0, window=3.0),
@@ -231,7 +232,7 @@ def tables(results: dict[str, Any]) -> str:
             "|---|---:|---|---:|---:|---:|---:|",
         ]
         for r in tp["rows"]:
-            label = throughput.LABELS[r["reader"]]
+            label = throughput.LABELS[r["reader"]] + (" (again)" if r.get("repeat") else "")
             if "error" in r:
                 lines.append(
                     f"| {r['delivery']} | {r['conns']} | {label} | error: {r['error'].splitlines()[0][:60]} | | | |"
@@ -291,12 +292,13 @@ def tables(results: dict[str, Any]) -> str:
             lines += [
                 f"### Cost ({cost['conns']} connections, {cost['delivery']}, {cost['seconds']:.0f} s flood, recv_many)",
                 "",
-                "| unique updates/s | CPU s per 100k updates | CPU share | RSS peak MiB | RSS warm MiB | RSS steady MiB | growth MiB | flat | threads | dedup cache max | queue max |",
-                "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+                "| unique updates/s | CPU s per 100k updates | CPU share | RSS peak MiB | RSS warm MiB | RSS steady MiB | growth MiB | flat | threads | dedup cache max | output queue max | inbound queue max (batches) |",
+                "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
                 f"| {_f(cost['unique_per_s'])} | {_f(cost['cpu_s_per_100k'], 2)} | {_f(cost['cpu_share'], 2)} "
                 f"| {cost['rss_peak_mb']:.1f} | {cost['rss_warm_mb']:.1f} | {cost['rss_steady_mb']:.1f} "
                 f"| {cost['rss_growth_mb']:+.1f} | {'yes' if cost['flat'] else 'NO'} | {cost['threads_max']} "
-                f"| {cost['dedup_cache_max']:,} | {cost['queue_depth_max']:,} |",
+                f"| {cost['dedup_cache_max']:,} | {cost['queue_depth_max']:,} "
+                f"| {cost['inbound_depth_max']:,} |",
                 "",
             ]
     dec = results.get("decode")

@@ -18,6 +18,8 @@ from common import BenchError, SimProcess, python_worker
 from ts_sdk import TsSdk
 
 BARE_KINDS = ("bare", "buffered", "transport")
+# The client's own transport is a diagnostic: at 1 and 4 connections only (time budget).
+TRANSPORT_CONNS = (1, 4)
 CLIENT_KINDS = ("recv_many", "recv")
 LABELS = {
     "raw": "raw frame parser (source check)",
@@ -45,6 +47,7 @@ class Settings:
     ts_conns: tuple[int, ...] = (1, 4)
     ts_warmup: float = TS_WARMUP
     ring: int = 200_000
+    bare_repeats: int = 2
 
 
 Log = Callable[[str], None]
@@ -110,6 +113,8 @@ def run(settings: Settings, ts: TsSdk | None, log: Log) -> dict[str, Any]:
             _prime(sim, delivery, settings.ring, log)
             for conns in settings.conns:
                 kinds = [*BARE_KINDS, *CLIENT_KINDS]
+                if conns not in TRANSPORT_CONNS:
+                    kinds.remove("transport")
                 if conns in settings.raw_conns:
                     kinds.insert(0, "raw")
                 for kind in kinds:
@@ -120,17 +125,32 @@ def run(settings: Settings, ts: TsSdk | None, log: Log) -> dict[str, Any]:
                     row = _ts_row(sim, ts, delivery, conns, settings)
                     rows.append(row)
                     log(f"  {delivery:6} {conns} conn  {LABELS['ts_sdk']:<34} {_describe(row)}")
+                # The bare reader once more: its four-thread figure swings with the GIL
+                # convoy, and the better of two runs makes the fairer ceiling.
+                for _ in range(settings.bare_repeats - 1):
+                    row = {**_python_row(sim, "bare", delivery, conns, settings), "repeat": True}
+                    rows.append(row)
+                    log(
+                        f"  {delivery:6} {conns} conn  {LABELS['bare'] + ' (again)':<34} {_describe(row)}"
+                    )
         stats, _ = sim.status()
     return {"rows": rows, "simulator": stats}
 
 
 def find(rows: list[dict[str, Any]], reader: str, delivery: str, conns: int) -> dict[str, Any]:
-    """The row of one scenario ({} if it was not run or failed)."""
-    for row in rows:
-        key = (row["reader"], row["delivery"], row["conns"])
-        if key == (reader, delivery, conns) and "error" not in row:
-            return row
-    return {}
+    """The row of one scenario ({} if it was not run or failed); of repeated runs, the
+    one with the most frames or updates per second."""
+    found = [
+        row
+        for row in rows
+        if (row["reader"], row["delivery"], row["conns"]) == (reader, delivery, conns)
+        and "error" not in row
+    ]
+
+    def rate(row: dict[str, Any]) -> float:
+        return float(row.get("unique_per_s") or row.get("frames_per_s") or 0.0)
+
+    return max(found, key=rate, default={})
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
