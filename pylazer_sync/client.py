@@ -475,9 +475,13 @@ class LazerClient:
     def stats(self) -> dict[str, Any]:
         """Plain-data statistics: per connection, and totals of the dedup and buffer stages.
 
-        ``frames`` (data frames read on all connections) = ``unique`` + ``duplicates``;
-        ``unique`` = messages decoded (``decode_errors`` of them failed) and delivered or
-        ``dropped``.
+        ``frames`` (data frames the dedup stage took from the connections; the connections'
+        own ``frames`` may be ahead by what is in flight) == ``unique`` + ``duplicates``.
+        Each unique frame is decoded once (``decode_errors`` of them failed and arrive as
+        :class:`FrameError`) and put on the ``recv()`` queue, counted in ``delivered``
+        (with ``snapshot_only``, stream updates only update the snapshot). ``dropped``
+        counts what ``drop_oldest`` evicted from that queue, so at a quiet moment
+        ``delivered`` == messages read + ``dropped`` + ``queue_depth``.
         """
         core = self._core
         d = core.dedup

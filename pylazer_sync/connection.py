@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,15 @@ class ConnectionState(str, Enum):
 
 class _ConnectionLost(Exception):
     """Internal: the current socket is finished; the text says why."""
+
+
+def _interrupt(ws: websocket.WebSocket) -> None:
+    """Wake a thread blocked reading ``ws``, also during the handshake (when websocket-
+    client's own ``abort()`` does nothing yet); best effort, the socket may be gone."""
+    sock = ws.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def scrub(text: str, secret: str) -> str:
@@ -133,9 +143,7 @@ class Connection:
         with self._lock:
             ws = self._ws
         if ws is not None:
-            # The socket may already be gone; closing is best effort.
-            with contextlib.suppress(Exception):
-                ws.abort()
+            _interrupt(ws)
 
     def send_subscribe(self, request: SubscribeRequest) -> None:
         """Send a subscription if this connection is open and has not sent it yet."""
@@ -263,12 +271,36 @@ class Connection:
             self._ws = ws  # so abort() can interrupt a slow handshake
         if self._stop.is_set():
             raise _ConnectionLost("client closing")
-        ws.connect(
-            self.endpoint,
-            header=[f"Authorization: Bearer {token}"],
-            timeout=self._config.timeout,
-            redirect_limit=0,  # a redirect would resend the token to wherever it points
-        )
+        # Each read of the handshake has the timeout, but a server trickling header lines
+        # could stretch the whole upgrade forever: a deadline closes the socket instead.
+        timeout = self._config.timeout
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _interrupt(ws)
+
+        deadline = threading.Timer(timeout, expire)
+        deadline.name = f"pylazer-handshake-{self.index}"
+        deadline.daemon = True
+        deadline.start()
+        try:
+            ws.connect(
+                self.endpoint,
+                header=[f"Authorization: Bearer {token}"],
+                timeout=timeout,
+                redirect_limit=0,  # a redirect would resend the token to wherever it points
+            )
+        except Exception:
+            if expired.is_set():
+                raise _ConnectionLost(
+                    f"connecting and the WebSocket handshake took longer than {timeout} s"
+                ) from None
+            raise
+        finally:
+            deadline.cancel()
+        if expired.is_set():  # it fired just as the handshake finished
+            raise _ConnectionLost(f"the WebSocket handshake took longer than {timeout} s")
         return ws
 
     def _open(self, ws: websocket.WebSocket) -> None:

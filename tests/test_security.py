@@ -748,3 +748,37 @@ def test_fragmented_messages_within_the_limit_are_delivered_whole() -> None:
             raise AssertionError(client.stats()) from None
         assert received == [pl.Subscribed(5), pl.Subscribed(6), pl.Subscribed(7)]
         assert client.stats()["connections"][0]["disconnects"] == 0
+
+
+def test_a_handshake_that_never_ends_is_abandoned_within_the_timeout() -> None:
+    """A server that answers the upgrade one header line at a time, forever, passes every
+    per-read timeout; the handshake as a whole must still give up after ``timeout``."""
+    stop = threading.Event()
+
+    def trickle(i: int, sock: socket.socket, head: bytes) -> None:
+        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
+        n = 0
+        while not stop.is_set() and n < 400:  # bounded: at most ~20 s
+            try:
+                sock.sendall(f"X-Slow-{n}: header\r\n".encode())
+            except OSError:
+                return  # the client gave up and closed the socket
+            n += 1
+            stop.wait(0.05)
+
+    timeout = 1.0
+    with RawServer(trickle) as raw:
+        client = pl.LazerClient(
+            TOKEN, endpoints=[raw.url], num_connections=1, timeout=timeout, backoff=FAST_BACKOFF
+        )
+        started = time.monotonic()
+        try:
+            with pytest.raises(pl.ConnectError) as info:
+                client.start(timeout=timeout * 3 + 2)
+        finally:
+            stop.set()
+            client.close()
+        assert "handshake took longer than 1.0 s" in str(info.value)
+        assert time.monotonic() - started < timeout * 3 + 5
+        assert TOKEN not in str(info.value)
+    assert not [t for t in threading.enumerate() if t.name.startswith("pylazer-handshake")]
