@@ -203,7 +203,10 @@ class Process:
             raise BenchError(
                 f"{self.name}: no JSON result (exit {self.proc.returncode}){self.stderr_tail()}"
             )
-        result: dict[str, Any] = json.loads(last)
+        try:
+            result: dict[str, Any] = json.loads(last)
+        except ValueError as exc:
+            raise BenchError(f"{self.name}: unreadable result ({exc}){self.stderr_tail()}") from exc
         return result
 
     def stderr_tail(self, lines: int = 15) -> str:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -186,7 +187,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     ">=",
                     0.6,
                 )
-    for row in results.get("latency", []):
+    lat = results.get("latency")
+    for row in lat if isinstance(lat, list) else []:
         if "error" in row or not row["scenario"].startswith("ours"):
             continue
         lat = row["latency_ms"]
@@ -224,7 +226,9 @@ def tables(results: dict[str, Any]) -> str:
         "",
     ]
     tp = results.get("throughput")
-    if tp:
+    if tp and "error" in tp:
+        lines += ["### Throughput", "", f"error: {tp['error']}", ""]
+    elif tp:
         lines += [
             "### Throughput (simulator flood, loopback; ceilings in frames/s per connection, clients in unique updates/s)",
             "",
@@ -260,7 +264,9 @@ def tables(results: dict[str, Any]) -> str:
             )
         lines.append("")
     lat = results.get("latency")
-    if lat:
+    if isinstance(lat, dict):
+        lines += ["### Latency", "", f"error: {lat['error']}", ""]
+    elif lat:
         first = next((r for r in lat if "error" not in r), None)
         desc = f"{first['rate_hz']:,.0f} updates/s, {first['conns']} connections" if first else ""
         lines += [
@@ -292,11 +298,12 @@ def tables(results: dict[str, Any]) -> str:
             lines += [
                 f"### Cost ({cost['conns']} connections, {cost['delivery']}, {cost['seconds']:.0f} s flood, recv_many)",
                 "",
-                "| unique updates/s | CPU s per 100k updates | CPU share | RSS peak MiB | RSS warm MiB | RSS steady MiB | growth MiB | flat | threads | dedup cache max | output queue max | inbound queue max (batches) |",
+                "| unique updates/s | CPU s per 100k updates | CPU share | RSS peak MiB | RSS warm MiB | RSS steady MiB | growth MiB | flat | threads max/last | dedup cache max | output queue max | inbound queue max (batches) |",
                 "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
                 f"| {_f(cost['unique_per_s'])} | {_f(cost['cpu_s_per_100k'], 2)} | {_f(cost['cpu_share'], 2)} "
                 f"| {cost['rss_peak_mb']:.1f} | {cost['rss_warm_mb']:.1f} | {cost['rss_steady_mb']:.1f} "
-                f"| {cost['rss_growth_mb']:+.1f} | {'yes' if cost['flat'] else 'NO'} | {cost['threads_max']} "
+                f"| {cost['rss_growth_mb']:+.1f} | {'yes' if cost['flat'] else 'NO'} "
+                f"| {cost['threads_max']}/{cost['threads_last']} "
                 f"| {cost['dedup_cache_max']:,} | {cost['queue_depth_max']:,} "
                 f"| {cost['inbound_depth_max']:,} |",
                 "",
@@ -361,7 +368,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-readme", action="store_true", help="do not update benchmarks/README.md"
     )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only print the tables of an earlier run's latest.json (and update the README)",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        text = tables(json.loads(args.render.read_text()))
+        print(text)
+        if not args.no_readme:
+            update_readme(text)
+        return 0
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -412,10 +431,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["latency"] = latency.run(settings["latency"], ts, log)
             elif section == "cost":
                 results["cost"] = memory.run(settings["cost"], log)
-        except BenchError as exc:
+        except Exception as exc:  # one broken section must not lose the others' figures
             failed = True
-            log(f"  {section} failed: {exc}")
-            results[section] = {"error": str(exc)}
+            log(f"  {section} failed: {type(exc).__name__}: {exc}")
+            if not isinstance(exc, BenchError):
+                traceback.print_exc()
+            results[section] = {"error": f"{type(exc).__name__}: {exc}"}
 
     results["meta"]["duration_s"] = time.monotonic() - started
     results["meta"]["load_after"] = background_load()

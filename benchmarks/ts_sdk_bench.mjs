@@ -152,12 +152,14 @@ async function main() {
     result.samples_ms = samples.map((v) => Math.round(v * 10000) / 10000);
     result.updates_per_s = samples.length / dt;
   }
-  console.log(JSON.stringify(result));
   client.shutdown();
-  process.exit(0);
+  finish(result, 0);
 }
 
-main().catch((error) => {
-  console.log(JSON.stringify({ error: String(error?.stack ?? error) }));
-  process.exit(1);
-});
+// Writes to a pipe are asynchronous in Node.js: exit only once the line is out, or a
+// result longer than the pipe's buffer (64 KiB) would be cut short.
+function finish(result, code) {
+  process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(code));
+}
+
+main().catch((error) => finish({ error: String(error?.stack ?? error) }, 1));
