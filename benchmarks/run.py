@@ -364,7 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ts-delayed", action="store_true", help="also the TS SDK with one connection delayed"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where results go (default benchmarks/results, or benchmarks/results/quick)",
+    )
     parser.add_argument(
         "--no-readme", action="store_true", help="do not update benchmarks/README.md"
     )
@@ -385,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    if args.out is None:  # a smoke run never replaces the published figures
+        args.out = RESULTS_DIR / "quick" if args.quick else RESULTS_DIR
     settings = settings_for(args.quick)
     if args.ts_delayed:
         settings["latency"] = replace(settings["latency"], ts_delayed=True)
@@ -469,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         row.pop("samples_ms", None)
     (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     written.insert(0, args.out / "latest.json")
-    if not args.no_readme and args.out == RESULTS_DIR and set(sections) == set(SECTIONS):
+    complete = not args.quick and set(sections) == set(SECTIONS)
+    if not args.no_readme and args.out == RESULTS_DIR and complete:
         update_readme(text)
         written.append(README)
     log(
