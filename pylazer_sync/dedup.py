@@ -106,18 +106,27 @@ class Deduplicator:
             if item is STOP:
                 return
             connection, frames = item
+            batch: list[Message] = []
             for is_text, data in frames:
                 try:
-                    self._handle(connection, is_text, data)
+                    message = self._handle(connection, is_text, data)
                 except Exception:  # a bug here must not end the stream
                     logger.exception("dedup: unexpected error handling a frame")
+                    continue
+                if message is not None:
+                    batch.append(message)
+            # One hand-over per batch of frames (see MessageBuffer.put_many).
+            if batch:
+                self.delivered += self._output.put_many(batch)
 
-    def _handle(self, connection: int, is_text: bool, data: bytes) -> None:
+    def _handle(self, connection: int, is_text: bool, data: bytes) -> Message | None:
+        """The message a frame carries, or None if it is a duplicate (or only for the
+        snapshot)."""
         self.frames += 1
         seen = self._seen
         if data in seen:
             self.duplicates += 1
-            return
+            return None
         seen[data] = True
         self.unique += 1
         message: Message
@@ -126,12 +135,11 @@ class Deduplicator:
         except ProtocolError as exc:
             message = self._frame_error(connection, is_text, data, str(exc))
         if type(message) is StreamUpdate:
-            # The snapshot first: it stays fresh even while put() waits for a reader.
+            # The snapshot first: it stays fresh even while the buffer waits for a reader.
             self._snapshot.update(message)
             if not self._queue_updates:
-                return
-        if self._output.put(message):
-            self.delivered += 1
+                return None
+        return message
 
     def _frame_error(self, connection: int, is_text: bool, data: bytes, text: str) -> FrameError:
         self.decode_errors += 1

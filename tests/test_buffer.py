@@ -90,3 +90,49 @@ def test_close_wakes_waiting_readers_and_writers() -> None:
     with pytest.raises(ClientClosed):
         buf.get_many(5, 0)
     assert buf.put(3) is False
+
+
+def test_put_many_block_waits_for_room_and_keeps_order() -> None:
+    buf: MessageBuffer[int] = MessageBuffer(3, "block")
+    done = threading.Event()
+    added: list[int] = []
+
+    def producer() -> None:
+        added.append(buf.put_many(list(range(7))))
+        done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    got: list[int] = []
+    while len(got) < 7:
+        got.extend(buf.get_many(2, timeout=5))
+    assert done.wait(5)
+    t.join(5)
+    assert got == list(range(7))
+    assert added == [7]
+    assert buf.blocked_puts >= 1 and buf.dropped == 0
+
+
+def test_put_many_drop_oldest_keeps_the_newest_and_counts() -> None:
+    dropped: list[int] = []
+    buf: MessageBuffer[int] = MessageBuffer(4, "drop_oldest", on_drop=dropped.append)
+    assert buf.put_many([0, 1, 2]) == 3
+    assert buf.put_many([3, 4, 5, 6, 7]) == 5
+    assert buf.get_many(10, 0) == [4, 5, 6, 7]
+    assert dropped == [0, 1, 2, 3] and buf.dropped == 4
+
+
+def test_put_many_stops_when_closed() -> None:
+    buf: MessageBuffer[int] = MessageBuffer(2, "block")
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(buf.put_many([1, 2, 3, 4])))
+    t.start()
+    # Once the first two are in, the producer waits for room; closing ends the wait.
+    deadline = 100
+    while len(buf) < 2 and deadline:
+        t.join(0.01)
+        deadline -= 1
+    buf.close()
+    t.join(5)
+    assert result == [2]
+    assert buf.put_many([5]) == 0
