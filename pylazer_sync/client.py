@@ -40,7 +40,7 @@ _JOIN_TIMEOUT = 5.0
 # Batches of frames waiting for the dedup thread, per connection (each batch holds at
 # most connection.MAX_BATCH frames). Bounded so a stuck reader under the "block" policy
 # pushes back on the sockets instead of growing memory.
-_INBOUND_PER_CONNECTION = 256
+_INBOUND_PER_CONNECTION = 64
 
 
 class _Core:

@@ -345,14 +345,13 @@ class Connection:
                 self._push((index, batch))
                 batch = []
 
-        transport.install(ws, self._config.max_frame_size, flush)
-        recv_data = ws.recv_data
+        next_message = transport.install(ws, self._config.max_frame_size, flush)
         max_size = self._config.max_frame_size
         stop = self._stop
         try:
             while not stop.is_set():
                 try:
-                    opcode, data = recv_data(control_frame=True)
+                    opcode, data = next_message()
                 except websocket.WebSocketTimeoutException:
                     raise _ConnectionLost(
                         f"no frame for {self._config.timeout} s (not even a ping): connection stalled"

@@ -19,10 +19,13 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from websocket import ABNF, WebSocketProtocolException
 from websocket import _socket as ws_socket
 from websocket._abnf import frame_buffer
 
 _READ_SIZE = 256 * 1024
+_TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
+_CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 
 
 class FrameTooLarge(Exception):
@@ -119,10 +122,48 @@ class LimitedFrameBuffer(frame_buffer):
         self._message_so_far = 0 if fin else total
 
 
-def install(ws: Any, max_frame_size: int, on_refill: Callable[[], None]) -> None:
-    """Feed an open ``websocket.WebSocket``'s frame parser from a buffered source.
+def install(
+    ws: Any, max_frame_size: int, on_refill: Callable[[], None]
+) -> Callable[[], tuple[int, bytes]]:
+    """Feed an open ``websocket.WebSocket``'s frame parser from a buffered source, and
+    return the function that reads the next message: ``(opcode, data)``.
 
     Call after every (re)connect, on the new socket. The handshake reads its answer byte
     by byte, so no frame bytes are left behind in the socket's own buffers.
+
+    The reader asks websocket-client's parser for frames itself rather than going
+    through ``ws.recv_data()``: a whole text or binary frame, by far the common case, is
+    returned as it is (0.7 us less per frame, measured); everything else (fragments,
+    pings, pongs, close) is handled as ``WebSocket.recv_data_frame`` does, with
+    websocket-client's own pieces.
     """
-    ws.frame_buffer = LimitedFrameBuffer(BufferedSource(ws.sock, on_refill), max_frame_size)
+    frame_buffer = LimitedFrameBuffer(BufferedSource(ws.sock, on_refill), max_frame_size)
+    ws.frame_buffer = frame_buffer
+    recv_frame = frame_buffer.recv_frame
+    fragments = ws.cont_frame
+
+    def next_message() -> tuple[int, bytes]:
+        while True:
+            # Server frames are unmasked and UTF-8 is checked by the decoder: data is bytes.
+            frame: Any = recv_frame()
+            opcode = frame.opcode
+            if opcode in (_TEXT, _BINARY) and frame.fin and not fragments.recving_frames:
+                return opcode, frame.data
+            if opcode in (_TEXT, _BINARY, _CONT):
+                fragments.validate(frame)
+                fragments.add(frame)
+                if fragments.is_fire(frame):
+                    opcode, joined = fragments.extract(frame)
+                    return opcode, joined.data
+            elif opcode == _CLOSE:
+                ws.send_close()
+                return opcode, frame.data
+            elif opcode == _PING:
+                if len(frame.data) >= 126:
+                    raise WebSocketProtocolException("Ping message is too long")
+                ws.pong(frame.data)
+                return opcode, frame.data
+            elif opcode == _PONG:
+                return opcode, frame.data
+
+    return next_message
