@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -48,18 +49,23 @@ class LatestSnapshot:
 
     def update(self, update: StreamUpdate) -> None:
         """Record every feed of an update (an older timestamp never replaces a newer one)."""
-        payload = update.payload
-        if payload is None:
-            return
-        ts = payload.timestamp_us
+        self.update_many((update,))
+
+    def update_many(self, updates: Iterable[StreamUpdate]) -> None:
+        """Record several updates under one lock (the dedup thread's batches)."""
         now = time.time()
-        sub = update.subscription_id
         feeds = self._feeds
         with self._lock:
-            for feed in payload.feeds:
-                current = feeds.get(feed.feed_id)
-                if current is None or current[1] <= ts:
-                    feeds[feed.feed_id] = (feed, ts, sub, now)
+            for update in updates:
+                payload = update.payload
+                if payload is None:
+                    continue
+                ts = payload.timestamp_us
+                sub = update.subscription_id
+                for feed in payload.feeds:
+                    current = feeds.get(feed.feed_id)
+                    if current is None or current[1] <= ts:
+                        feeds[feed.feed_id] = (feed, ts, sub, now)
 
     def get(self, feed_id: int) -> LatestFeed | None:
         """The newest update of one feed, or None if none arrived yet."""
