@@ -157,19 +157,26 @@ def rest_url_for(stream_endpoint: str) -> str:
     return urlunsplit((scheme, parts.netloc, "", "", ""))
 
 
-def check_endpoint(url: str, allow_insecure: bool) -> str:
-    """Validate one stream endpoint URL: ``wss://``, or ``ws://`` to loopback only."""
+def check_url(url: str, what: str, secure: str, plain: str, allow_insecure: bool) -> str:
+    """Validate a URL that the token is sent to: the ``secure`` scheme, or the ``plain``
+    one only to loopback (unless ``allow_insecure``), since the token would travel in
+    clear text."""
     if not isinstance(url, str):
-        raise InvalidRequestError(f"endpoints: {url!r} is not a URL string")
+        raise InvalidRequestError(f"{what}: {url!r} is not a URL string")
     parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise InvalidRequestError(f"endpoints: {url!r} is not a ws:// or wss:// URL")
-    if parts.scheme == "ws" and not allow_insecure and not is_loopback(parts.hostname):
+    if parts.scheme not in (plain, secure) or not parts.hostname:
+        raise InvalidRequestError(f"{what}: {url!r} is not a {plain}:// or {secure}:// URL")
+    if parts.scheme == plain and not allow_insecure and not is_loopback(parts.hostname):
         raise InvalidRequestError(
-            f"endpoints: {url!r} is plain ws:// to a non-loopback host; the token would "
-            "travel in clear text. Use wss://, or pass allow_insecure=True if you must."
+            f"{what}: {url!r} is plain {plain}:// to a non-loopback host; the token would "
+            f"travel in clear text. Use {secure}://, or pass allow_insecure=True if you must."
         )
     return url
+
+
+def check_endpoint(url: str, allow_insecure: bool) -> str:
+    """Validate one stream endpoint URL: ``wss://``, or ``ws://`` to loopback only."""
+    return check_url(url, "endpoints", "wss", "ws", allow_insecure)
 
 
 @dataclass(frozen=True)

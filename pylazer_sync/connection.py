@@ -24,6 +24,7 @@ from . import transport
 from .config import BackoffTimer, ClientConfig
 from .protocol import SubscribeRequest, UnsubscribeRequest
 from .subscriptions import SubscriptionRegistry
+from .worker import Worker
 
 logger = logging.getLogger("pylazer_sync")
 
@@ -74,7 +75,7 @@ def scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-class Connection:
+class Connection(Worker):
     """A resilient connection to one endpoint, run by its own daemon thread.
 
     Args:
@@ -119,24 +120,9 @@ class Connection:
         self.last_error: str | None = None
         self.last_status: int | None = None
         self.opened_at: float | None = None
-        self._thread = threading.Thread(target=self._run, name=f"pylazer-conn-{index}", daemon=True)
+        super().__init__(f"pylazer-conn-{index}")
 
     # -- control, from the client's threads ----------------------------------------
-
-    def start(self) -> None:
-        """Start the connection thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; True if it did."""
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        """Whether the thread is running."""
-        return self._thread.is_alive()
 
     def abort(self) -> None:
         """Close the current socket at once (used by close(); unblocks a pending read)."""

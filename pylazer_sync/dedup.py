@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from .buffer import MessageBuffer
 from .errors import ProtocolError
 from .protocol import ServerMessage, StreamUpdate, decode_frame
 from .snapshot import LatestSnapshot
+from .worker import Worker
 
 logger = logging.getLogger("pylazer_sync")
 
@@ -50,7 +50,7 @@ Message: TypeAlias = ServerMessage | FrameError
 """Everything ``recv()`` can return."""
 
 
-class Deduplicator:
+class Deduplicator(Worker):
     """Owns the TTL cache and the dedup counters; run by one daemon thread."""
 
     def __init__(
@@ -81,22 +81,7 @@ class Deduplicator:
         self.delivered = 0
         self._last_error_log = 0.0
         self._errors_since_log = 0
-        self._thread = threading.Thread(target=self._run, name="pylazer-dedup", daemon=True)
-
-    def start(self) -> None:
-        """Start the dedup thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; True if it did."""
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        """Whether the thread is running."""
-        return self._thread.is_alive()
+        super().__init__("pylazer-dedup")
 
     @property
     def cache_size(self) -> int:

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from .config import DEFAULT_HISTORY_URL, DEFAULT_REST_URL, Secret, is_loopback
+from .config import DEFAULT_HISTORY_URL, DEFAULT_REST_URL, Secret, check_url
 from .errors import AuthenticationError, InvalidRequestError, ProtocolError, RestError
 from .protocol import StreamUpdate, SubscribeRequest
 from .protocol.messages import parse_json_update
@@ -108,14 +108,7 @@ class RestClient:
     ) -> None:
         self._token = token if isinstance(token, Secret) else Secret(token)
         for url in (rest_url, history_url):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidRequestError(f"REST URL {url!r} is not an http(s) URL")
-            if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
-                raise InvalidRequestError(
-                    f"REST URL {url!r} is plain http to a non-loopback host; the token would "
-                    "travel in clear text (pass allow_insecure=True if you must)"
-                )
+            check_url(url, "REST URL", "https", "http", allow_insecure)
         self.rest_url = rest_url.rstrip("/")
         self.history_url = history_url.rstrip("/")
         self.timeout = timeout
