@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import pylazer_sync as pl
 
@@ -307,8 +307,39 @@ class Sample:
     threads: int
 
 
+_B = TypeVar("_B", bound="_Background")
+
+
+class _Background:
+    """A test helper that runs ``_run`` in a daemon thread and reports what it ran into."""
+
+    errors: list[BaseException]
+    _stop: threading.Event
+    _thread: threading.Thread
+
+    def _init_thread(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self: _B) -> _B:
+        self._thread.start()
+        return self
+
+    def stop(self, check: bool = True) -> None:
+        """Stop the thread (idempotent); with ``check``, raise what the thread ran into."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(10)
+        if check:
+            assert not self._thread.is_alive(), f"{self._thread.name} thread did not stop"
+            assert not self.errors, self.errors
+
+
 @dataclass
-class Monitor:
+class Monitor(_Background):
     """Samples a client every ``interval`` seconds in a thread until stopped."""
 
     client: pl.LazerClient
@@ -318,8 +349,7 @@ class Monitor:
     errors: list[BaseException] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="test-monitor", daemon=True)
+        self._init_thread("test-monitor")
 
     def sample(self) -> Sample:
         stats = self.client.stats()
@@ -341,19 +371,6 @@ class Monitor:
         except BaseException as exc:  # reported by stop()
             self.errors.append(exc)
 
-    def start(self) -> Monitor:
-        self._thread.start()
-        return self
-
-    def stop(self, check: bool = True) -> None:
-        """Stop sampling (idempotent); with ``check``, raise what the thread ran into."""
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(10)
-        if check:
-            assert not self._thread.is_alive(), "monitor thread did not stop"
-            assert not self.errors, self.errors
-
 
 @dataclass
 class Received:
@@ -362,7 +379,7 @@ class Received:
 
 
 @dataclass
-class Consumer:
+class Consumer(_Background):
     """Reads a client in a thread (``recv_many``), recording each message's arrival.
 
     ``per_message`` (seconds) makes it a slow reader: the work a real consumer would do
@@ -378,8 +395,7 @@ class Consumer:
     on_message: Callable[[Received], None] | None = None
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="test-consumer", daemon=True)
+        self._init_thread("test-consumer")
 
     def _run(self) -> None:
         client = self.client
@@ -406,19 +422,6 @@ class Consumer:
             pass
         except BaseException as exc:  # reported by stop()
             self.errors.append(exc)
-
-    def start(self) -> Consumer:
-        self._thread.start()
-        return self
-
-    def stop(self, check: bool = True) -> None:
-        """Stop reading (idempotent); with ``check``, raise what the thread ran into."""
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(10)
-        if check:
-            assert not self._thread.is_alive(), "consumer thread did not stop"
-            assert not self.errors, self.errors
 
     def updates(self, subscription_id: int | None = None) -> list[tuple[float, pl.StreamUpdate]]:
         return [
