@@ -46,6 +46,7 @@ from pylazer_sync.protocol import (
     SubscribeRequest,
     UnsubscribeRequest,
     decode_binary_update,
+    decode_frame,
     decode_message,
     decode_payload,
     encode_payload,
@@ -250,6 +251,22 @@ def test_json_stream_update_round_trip(encoding: str, update: StreamUpdate) -> N
     for name in ("evm", "solana", "leEcdsa", "leUnsigned"):
         if name in json.loads(text):
             assert json.loads(text)[name]["encoding"] == encoding
+
+
+@given(update=binary_stream_updates())
+def test_decode_frame_keeps_the_raw_frame_of_an_update(update: StreamUpdate) -> None:
+    raw = encode_stream_update_binary(update)
+    decoded = decode_frame(raw, False)
+    assert isinstance(decoded, StreamUpdate)
+    assert (decoded.frame, decoded.frame_is_text) == (raw, False)
+    text = encode_server_message(update).encode()
+    decoded = decode_frame(text, True)
+    assert isinstance(decoded, StreamUpdate)
+    assert (decoded.frame, decoded.frame_is_text) == (text, True)
+    assert decode_frame(decoded.frame, decoded.frame_is_text) == decoded
+    # Built any other way, an update has no frame; the frame is not part of equality.
+    assert decode_binary_update(raw).frame is None
+    assert decode_binary_update(raw) == decode_frame(raw, False)
 
 
 @given(message=server_messages())

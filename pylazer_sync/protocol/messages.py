@@ -116,10 +116,17 @@ class StreamUpdate:
             solana, leEcdsa, leUnsigned).
         payload: ``parsed`` if present, else the first envelope's payload, decoded when
             the update was decoded (so a malformed payload fails there, once).
+        frame: the raw WebSocket frame this update was decoded from (text frames as their
+            UTF-8 bytes), byte for byte as received, or ``None`` if it was built otherwise
+            (REST, jsonl). Recordings and the relay keep it, so a consumer decodes and
+            verifies exactly what the client received. Not part of equality.
+        frame_is_text: whether :attr:`frame` was a text (JSON) frame.
     """
 
     __slots__ = (
         "evm",
+        "frame",
+        "frame_is_text",
         "le_ecdsa",
         "le_unsigned",
         "messages",
@@ -159,6 +166,8 @@ class StreamUpdate:
                     payload = m.decode_payload()
                     break
         self.payload: Payload | None = payload
+        self.frame: bytes | None = None
+        self.frame_is_text = False
 
     @property
     def feeds(self) -> list[FeedUpdate]:
@@ -465,10 +474,16 @@ def decode_frame(frame: str | bytes, is_text: bool | None = None) -> ServerMessa
     if is_text is None:
         is_text = isinstance(frame, str)
     if is_text:
-        return parse_server_message(frame)
+        message = parse_server_message(frame)
+        if type(message) is StreamUpdate:
+            message.frame = frame.encode() if isinstance(frame, str) else bytes(frame)
+            message.frame_is_text = True
+        return message
     if isinstance(frame, str):
         raise ProtocolError("a binary frame must be bytes, not str")
-    return decode_binary_update(frame)
+    update = decode_binary_update(frame)
+    update.frame = bytes(frame)
+    return update
 
 
 # ---------------------------------------------------------------------------------
