@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from cachetools import TTLCache
+from cachetools import Cache, TTLCache
 
 from .buffer import MessageBuffer
 from .errors import ProtocolError
@@ -94,8 +94,13 @@ class Deduplicator(Worker):
 
     @property
     def cache_size(self) -> int:
-        """Frames currently remembered."""
-        return len(self._seen)
+        """Frames currently remembered (expired ones until the dedup thread's next insert).
+
+        Read from other threads (``stats()``): ``len()`` of a TTLCache expires entries,
+        which would change the cache under the dedup thread's feet (cachetools 8), so
+        this reads the plain count without expiring anything.
+        """
+        return Cache.__len__(self._seen)
 
     def _run(self) -> None:
         get = self._inbound.get

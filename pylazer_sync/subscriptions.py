@@ -154,6 +154,12 @@ class SubscriptionRegistry:
         with self._lock:
             return len(self._active)
 
+    def awaiting_answers(self) -> int:
+        """Requests sent and not answered yet (those of closed sockets until the
+        connection's new socket brings its first frame)."""
+        with self._lock:
+            return sum(len(q) for q in self._pending.values())
+
     # -- the connection threads ------------------------------------------------------------
 
     def sent(
