@@ -474,6 +474,7 @@ class ParquetRecorder:
         """Counters as plain data, for a status line."""
         return {
             "updates": self.updates,
+            "updates_on_disk": self.updates - self._buffer.updates,
             "rows": self.rows,
             "buffered_rows": self._buffer.rows,
             "files": len(self.files),
