@@ -269,11 +269,11 @@ class Replay:
             found: dict[str, str] = {}
             for update in self._first_updates:
                 if update.solana is not None:
-                    found.setdefault("solana", update.solana.verify().hex())
+                    found.setdefault("solana", update.solana.verify())
                 if update.evm is not None:
                     found.setdefault("evm", update.evm.verify())
                 if update.le_ecdsa is not None:
-                    found.setdefault("leEcdsa", update.le_ecdsa.verify().hex())
+                    found.setdefault("leEcdsa", update.le_ecdsa.verify())
             self._signers = found
         return dict(self._signers)
 
