@@ -161,30 +161,50 @@ def _channel_names(channel_id: int) -> str:
     return " or ".join(names) if names else f"id {channel_id}"
 
 
-def _key(
-    update: StreamUpdate, is_text: bool, encoding: JsonBinaryEncoding | None
-) -> tuple[object, ...]:
+@dataclass(frozen=True, slots=True)
+class _StreamKey:
     """What decides a frame's stream: its recorded subscription and its shape."""
-    if is_text:
-        formats = tuple(_FORMAT_OF[type(m)] for m in update.messages)
-    else:
+
+    subscription_id: int
+    is_text: bool
+    formats: tuple[Format, ...]
+    parsed: bool
+    encoding: JsonBinaryEncoding | None
+    properties: tuple[Property, ...] | None  # None: no binary payload says their order
+    channel_id: int | None
+
+    @classmethod
+    def of(
+        cls, update: StreamUpdate, is_text: bool, encoding: JsonBinaryEncoding | None
+    ) -> _StreamKey:
         formats = tuple(
             _FORMAT_OF[type(m)] for m in update.messages if not isinstance(m, JsonMessage)
         )
-    signed = next((m for m in update.messages if not isinstance(m, JsonMessage)), None)
-    properties: tuple[Property, ...] | None = None
-    if signed is not None:
-        feeds = signed.decode_payload().feeds
-        properties = feeds[0].properties if feeds else ()
-    return (
-        update.subscription_id,
-        is_text,
-        formats,
-        update.parsed is not None,
-        encoding,
-        properties,
-        channel_id_of(update),
-    )
+        signed = next((m for m in update.messages if not isinstance(m, JsonMessage)), None)
+        properties: tuple[Property, ...] | None = None
+        if signed is not None:
+            feeds = signed.decode_payload().feeds
+            properties = feeds[0].properties if feeds else ()
+        return cls(
+            update.subscription_id,
+            is_text,
+            formats,
+            update.parsed is not None,
+            encoding,
+            properties,
+            channel_id_of(update),
+        )
+
+    def new_stream(self) -> RecordedStream:
+        return RecordedStream(
+            delivery=DeliveryFormat.JSON if self.is_text else DeliveryFormat.BINARY,
+            formats=self.formats,
+            parsed=self.parsed,
+            encoding=self.encoding,
+            properties=self.properties if self.properties is not None else (),
+            ordered=self.properties is not None,
+            channel_id=self.channel_id,
+        )
 
 
 class Replay:
@@ -205,8 +225,8 @@ class Replay:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Replay:
         """Load a recording (a Parquet or jsonl file, or a directory of them)."""
-        streams: dict[tuple[object, ...], RecordedStream] = {}
-        starts: dict[tuple[object, ...], int] = {}
+        streams: dict[_StreamKey, RecordedStream] = {}
+        starts: dict[_StreamKey, int] = {}
         first_updates: list[StreamUpdate] = []
         for index, recorded in enumerate(iter_frames(path)):
             where = f"{path}, update {index}"
@@ -220,19 +240,10 @@ class Replay:
             if recorded.is_text and message.messages:
                 found = _ENCODING.search(recorded.frame)
                 encoding = JsonBinaryEncoding(found[1].decode()) if found else None
-            key = _key(message, recorded.is_text, encoding)
+            key = _StreamKey.of(message, recorded.is_text, encoding)
             stream = streams.get(key)
             if stream is None:
-                _, is_text, formats, parsed, _, properties, channel_id = key
-                stream = streams[key] = RecordedStream(
-                    delivery=DeliveryFormat.JSON if is_text else DeliveryFormat.BINARY,
-                    formats=formats,  # type: ignore[arg-type]
-                    parsed=bool(parsed),
-                    encoding=encoding,
-                    properties=properties if properties is not None else (),  # type: ignore[arg-type]
-                    ordered=properties is not None,
-                    channel_id=channel_id,  # type: ignore[arg-type]
-                )
+                stream = streams[key] = key.new_stream()
                 first_updates.append(message)
             stamp = recorded.timestamp_us
             start = starts.setdefault(key, stamp if stamp is not None else 0)
