@@ -501,6 +501,17 @@ class LazerClient:
         """
         return self._core.snapshot.all()
 
+    def latest_update(self, subscription_id: int | None = None) -> StreamUpdate | None:
+        """The newest whole update of a subscription (``None``: of any), signed envelopes
+        included, or ``None`` if none arrived yet: for a contract call, at any moment.
+
+        Kept by the dedup thread like :meth:`latest` (an older timestamp never replaces a
+        newer one) and without touching the ``recv()`` queue, so with
+        ``snapshot_only=True`` a keeper needs no reader at all. Check the signer and the
+        age (``timestamp_us``) before use: see ``examples/keeper.py``.
+        """
+        return self._core.snapshot.latest_update(subscription_id)
+
     # -- REST ------------------------------------------------------------------------------
 
     def latest_price(

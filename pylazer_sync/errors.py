@@ -54,3 +54,7 @@ class RecvTimeout(LazerError, TimeoutError):
 
 class RestError(LazerError):
     """A REST call failed: the HTTP status and the server's error text are in the message."""
+
+
+class RecordingError(LazerError, OSError):
+    """A recording could not be written (disk full, directory not writable, ...) or read."""

@@ -45,6 +45,7 @@ from .connection import ConnectionInfo, SimConnection
 from .faults import garbage_frame
 from .flood import FLOOD_STAMPS, Flood, FloodStamp
 from .market import Catalogue
+from .replay import ReplayService
 from .rest import RestApi, RestServer
 from .updates import (
     Shape,
@@ -160,8 +161,10 @@ class SimulatorServer:
         seed: int = 0,
         requests: list[RequestRecord] | None = None,
         conn_ids: Iterator[int] | None = None,
+        replay: ReplayService | None = None,
     ) -> None:
         self.settings = settings
+        self.replay = replay  # serves a recording instead of the ticks (replay.py)
         self.catalogue = catalogue
         self.encoder = encoder
         self._cond = cond
@@ -230,6 +233,8 @@ class SimulatorServer:
         for task in self._schedulers.values():
             task.cancel()
         self._schedulers.clear()
+        if self.replay is not None:
+            self.replay.cancel_all()
         self.stop_flood()
         if self._reopen_task is not None:
             self._reopen_task.cancel()
@@ -369,6 +374,9 @@ class SimulatorServer:
                 conn, SubscriptionError(sub_id, f"subscription id {sub_id} is already in use")
             )
             return
+        if self.replay is not None:
+            self._reply(conn, self.replay.subscribe(conn, request))
+            return
         resolution = resolve(request, self.catalogue)
         if resolution.shape is None:
             self._reply(conn, SubscriptionError(sub_id, resolution.error or "invalid"))
@@ -402,6 +410,8 @@ class SimulatorServer:
 
     def _unindex(self, conn: SimConnection, sub_id: int) -> None:
         shape, period = conn.subscriptions.pop(sub_id)
+        if self.replay is not None:
+            self.replay.cancel(conn.conn_id, sub_id)
         task = conn.flood_tasks.pop(sub_id, None)
         if task is not None:
             task.cancel()
@@ -473,6 +483,8 @@ class SimulatorServer:
         out["frames_dropped"] = sum(c.frames_dropped for c in self.connections.values())
         if self._flood is not None:
             out["flood_frames_generated"] = self._flood.generated
+        if self.replay is not None:
+            out["replay_frames_sent"] = self.replay.frames_sent
         return out
 
     # -- faults -------------------------------------------------------------------
@@ -586,6 +598,8 @@ class SimulatorServer:
     def flood(self, rate_hz: float | None) -> None:
         """Replace the ticks with a flood: as fast as each connection takes them (or at
         ``rate_hz`` per subscription), frames with distinct timestamps (see flood.py)."""
+        if self.replay is not None:
+            raise ValueError("a replaying simulator serves its recording: no flood mode")
         settings = self.settings
         flood = Flood(
             self.encoder,
