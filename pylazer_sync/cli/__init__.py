@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Final
 
 from .. import __version__
-from ..config import TOKEN_ENV_VAR
+from ..config import TOKEN_ENV_VAR, Secret
 from ..errors import (
     AuthenticationError,
     ConnectError,
@@ -39,9 +42,12 @@ from .exits import (
     EXIT_CONNECT,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     PROG,
     CliError,
+    Parser,
+    Terminated,
 )
 from .verify import Verifier
 
@@ -59,7 +65,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``pylazer-sync`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG,
         description="Stream, verify and record Pyth Lazer (Pyth Pro) prices; or try it all "
         "offline against local simulators with 'pylazer-sync demo'.",
@@ -74,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _scrub(text: str, token: str | None) -> str:
     text = " ".join(text.split())  # one line, whatever the message held
-    return text.replace(token, "***") if token else text
+    return Secret(token).scrub(text) if token else text  # the library's one scrubber
 
 
 def _error(message: str, token: str | None) -> None:
@@ -105,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         root.addHandler(handler)
         root.setLevel(args.log_level or logging.WARNING)
     token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV_VAR)
+    # SIGTERM (``kill``, a service manager) ends a command as Ctrl-C does. Handlers can
+    # only be set from the main thread; called from another, main() leaves them alone.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return command.run(args, Context(gate))
+    except Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
     except CliError as exc:
         _error(str(exc), token)
         return exc.code
@@ -121,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
-    except OSError as exc:  # e.g. the demo's simulators could not bind a port
-        _error(f"{type(exc).__name__}: {exc}", token)
+    except OSError as exc:  # e.g. a simulator cannot listen: its port is in use
+        _error(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), token)
         return EXIT_FAILURE
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         root.removeHandler(handler)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Once: a second SIGTERM while the command winds down ends the process at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+from urllib.parse import urlsplit
 
 from ..protocol import Format, Property
-from ..protocol.types import PROPERTY_BY_NAME
+from ..protocol.types import PROPERTY_BY_NAME, U32_MAX
 
 
 def comma_list(text: str) -> list[str]:
@@ -19,13 +20,36 @@ def comma_list(text: str) -> list[str]:
 
 
 def feed_ids(text: str) -> list[int]:
-    """Comma-separated feed ids."""
+    """Comma-separated feed ids: integers from 0 to 2**32 - 1 (u32 on the wire)."""
     ids = []
     for item in comma_list(text):
-        if not item.isdigit():
-            raise argparse.ArgumentTypeError(f"{item!r} is not a feed id (a number)")
+        if not item.isdigit() or int(item) > U32_MAX:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not a feed id: feed ids are integers from 0 to {U32_MAX}"
+            )
         ids.append(int(item))
     return ids
+
+
+def _url(text: str, schemes: tuple[str, str], example: str) -> str:
+    # Only the form is checked here, so that a URL without a scheme is named as such
+    # before anything else; the library checks the rest (a token never goes in clear text).
+    parts = urlsplit(text)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a {schemes[0]}:// or {schemes[1]}:// URL (e.g. {example})"
+        )
+    return text
+
+
+def stream_url(text: str) -> str:
+    """A stream endpoint: ``wss://`` (or ``ws://``) with a host."""
+    return _url(text, ("ws", "wss"), "wss://pyth-lazer-0.dourolabs.app/v1/stream")
+
+
+def http_url(text: str) -> str:
+    """A REST base URL: ``https://`` (or ``http://``) with a host."""
+    return _url(text, ("http", "https"), "https://pyth-lazer-0.dourolabs.app")
 
 
 def properties(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from .options import (
     subscribe_request,
     subscription_options,
 )
-from .output import Table, columns, show_update
+from .output import Table, columns, show_update, symbol_names
 from .verify import Verifier
 
 
@@ -45,12 +45,16 @@ def register(commands: Subcommands) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """One REST call, printed (and verified) as ``stream`` prints an update."""
-    rest = rest_client(args)
+    rest = rest_client(args, "prices")
     request = subscribe_request(args)
     attrs = columns(request)
     update = rest.latest_price(request) if args.at is None else rest.price(args.at, request)
     verifier = Verifier(args.trusted_signer, sys.stderr) if args.verify else None
-    show_update(update, Table(sys.stdout, attrs) if args.output == "table" else None, verifier)
+    table = None
+    if args.output == "table":
+        names = symbol_names(rest.symbols, args.symbols) if args.symbols else None
+        table = Table(sys.stdout, attrs, names, dated=True)
+    show_update(update, table, verifier)
     if verifier is not None:
         print(verifier.summary(), file=sys.stderr)
         if verifier.failed:

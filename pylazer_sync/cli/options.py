@@ -7,22 +7,20 @@ spelled, defaulted and documented once for every command that takes it.
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Iterable
-from typing import Final
-from urllib.parse import urlsplit
+from typing import Final, Literal
 
 from ..config import (
+    DEFAULT_ENDPOINTS,
     DEFAULT_HISTORY_URL,
     DEFAULT_REST_URL,
     TOKEN_ENV_VAR,
-    is_loopback,
-    rest_url_for,
+    _resolve_token,  # the library's one token rule, shared with the command line
+    rest_urls,
 )
 from ..protocol import Channel, DeliveryFormat, SubscribeRequest
 from ..rest import RestClient
 from . import argtypes
-from .exits import EXIT_USAGE, CliError
+from .exits import EXIT_USAGE, CliError, Parser
 
 DEFAULT_PROPERTIES: Final = (
     "price",
@@ -33,14 +31,10 @@ DEFAULT_PROPERTIES: Final = (
     "publisherCount",
 )
 
-# Used when no token is given and every endpoint is this machine (a simulator without a
-# token accepts anyone): saves typing a meaningless token in the demo and in tests.
-LOOPBACK_PLACEHOLDER_TOKEN: Final = "local"
 
-
-def common_options() -> argparse.ArgumentParser:
+def common_options() -> Parser:
     """Options of every command that uses the library: ``--log-level``."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -51,14 +45,16 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
-def connection_options() -> argparse.ArgumentParser:
+def connection_options() -> Parser:
     """Where to connect and with what token: ``--endpoint``, ``--token``."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument(
         "--endpoint",
         action="append",
+        type=argtypes.stream_url,
         metavar="URL",
-        help="stream endpoint, repeatable (default: the three production endpoints)",
+        help="stream endpoint, repeatable (default: the three production endpoints); "
+        "REST calls go to the first one's host and port",
     )
     parent.add_argument(
         "--token",
@@ -70,20 +66,22 @@ def connection_options() -> argparse.ArgumentParser:
     return parent
 
 
-def rest_options() -> argparse.ArgumentParser:
+def rest_options() -> Parser:
     """Where the REST calls go: ``--rest-url``, ``--history-url``, ``--timeout``."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument(
         "--rest-url",
+        type=argtypes.http_url,
         metavar="URL",
-        help=f"base URL of the price REST calls (default: derived from the first "
-        f"--endpoint, else {DEFAULT_REST_URL})",
+        help=f"base URL of the price REST calls (default: the first --endpoint's host and "
+        f"port, else {DEFAULT_REST_URL})",
     )
     parent.add_argument(
         "--history-url",
+        type=argtypes.http_url,
         metavar="URL",
-        help=f"base URL of the symbols catalogue (default: --rest-url if given or derived, "
-        f"else {DEFAULT_HISTORY_URL})",
+        help=f"base URL of the symbols catalogue (default: the first --endpoint's host and "
+        f"port, else {DEFAULT_HISTORY_URL})",
     )
     parent.add_argument(
         "--timeout",
@@ -95,9 +93,9 @@ def rest_options() -> argparse.ArgumentParser:
     return parent
 
 
-def subscription_options(stream: bool) -> argparse.ArgumentParser:
+def subscription_options(stream: bool) -> Parser:
     """What to ask for and how to show it (``stream`` adds ``--delivery``)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     which = parent.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--feeds",
@@ -182,34 +180,11 @@ def subscribe_request(args: argparse.Namespace, delivery: str = "json") -> Subsc
     )
 
 
-def resolve_token(explicit: str | None, hosts: Iterable[str | None]) -> str:
-    """``--token``, else the environment, else a placeholder when every host is loopback."""
-    token = explicit if explicit else os.environ.get(TOKEN_ENV_VAR)
-    if token:
-        return token
-    if all(h is not None and is_loopback(h) for h in hosts):
-        return LOOPBACK_PLACEHOLDER_TOKEN
-    raise CliError(f"no access token: set {TOKEN_ENV_VAR} (or pass --token)", EXIT_USAGE)
-
-
-def host(url: str) -> str | None:
-    """The host of a URL (``None`` if it has none)."""
-    return urlsplit(url).hostname
-
-
-def rest_client(args: argparse.Namespace) -> RestClient:
-    """The REST client the connection and REST options describe."""
-    if args.rest_url:
-        rest_url = args.rest_url
-    elif args.endpoint:
-        rest_url = rest_url_for(args.endpoint[0])
-    else:
-        rest_url = DEFAULT_REST_URL
-    if args.history_url:
-        history_url = args.history_url
-    elif args.rest_url or args.endpoint:
-        history_url = rest_url
-    else:
-        history_url = DEFAULT_HISTORY_URL
-    token = resolve_token(args.token, (host(rest_url), host(history_url)))
+def rest_client(args: argparse.Namespace, calls: Literal["prices", "catalogue"]) -> RestClient:
+    """The REST client the connection and REST options describe, by the library's rules:
+    the URLs a ``LazerClient`` of those endpoints derives, and a token needed unless the
+    URL of the ``calls`` made (``"prices"`` or ``"catalogue"``) is on this machine."""
+    endpoints = args.endpoint or DEFAULT_ENDPOINTS
+    rest_url, history_url = rest_urls(endpoints, args.rest_url, args.history_url)
+    token = _resolve_token(args.token, [rest_url if calls == "prices" else history_url])
     return RestClient(token, rest_url=rest_url, history_url=history_url, timeout=args.timeout)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from ..errors import LazerError
 from ..frames import update_to_jsonl_obj
 from ..protocol import FeedUpdate, Property, StreamUpdate, SubscribeRequest
 from ..protocol.types import PRICE_LIKE_ATTRS, PROPERTY_ATTRS
+from ..rest import SymbolInfo
 
 if TYPE_CHECKING:
     from .verify import Verifier
@@ -46,11 +48,12 @@ def _utc(timestamp_us: int) -> _dt.datetime:
     )
 
 
-def clock(timestamp_us: int | None) -> str:
-    """``HH:MM:SS.mmm`` (UTC) of a timestamp in microseconds, ``-`` if unknown."""
+def clock(timestamp_us: int | None, dated: bool = False) -> str:
+    """``HH:MM:SS.mmm`` (UTC) of a timestamp in microseconds, after ``YYYY-MM-DD`` if
+    ``dated``; ``-`` if unknown."""
     if timestamp_us is None:
         return "-"
-    return _utc(timestamp_us).strftime("%H:%M:%S.%f")[:-3]
+    return _utc(timestamp_us).strftime("%Y-%m-%d %H:%M:%S.%f" if dated else "%H:%M:%S.%f")[:-3]
 
 
 def _cell(feed: FeedUpdate, attr: str) -> str:
@@ -70,7 +73,11 @@ def _cell(feed: FeedUpdate, attr: str) -> str:
 
 
 class Table:
-    """Rows of feed values under a header printed once; columns are the asked properties."""
+    """Rows of feed values under a header printed once; columns are the asked properties.
+
+    A feed is shown by its name in ``names`` (its symbol), else by its id. With
+    ``dated``, the time column has the date too (a REST answer may be from any day).
+    """
 
     def __init__(
         self,
@@ -78,17 +85,21 @@ class Table:
         attrs: Sequence[str],
         names: dict[int, str] | None = None,
         extra: Sequence[str] = (),
+        dated: bool = False,
     ) -> None:
         self._out = out
         self._attrs = list(attrs)
         self._names = names or {}
         self._extra = list(extra)
+        self._dated = dated
+        self._time_width = 23 if dated else 12
+        self._feed_width = max([16, *(len(name) for name in self._names.values())])
         self._header_done = False
 
     def _line(self, cells: Sequence[str]) -> str:
         time_cell, feed_cell, *values = cells
         n = len(self._attrs)
-        parts = [f"{time_cell:<12}", f"{feed_cell:<16}"]
+        parts = [f"{time_cell:<{self._time_width}}", f"{feed_cell:<{self._feed_width}}"]
         parts += [f"{v:>{_width(a)}}" for a, v in zip(self._attrs, values[:n], strict=True)]
         parts += values[n:]
         return "  ".join(parts).rstrip()
@@ -103,7 +114,7 @@ class Table:
     def update(self, update: StreamUpdate, extra: Sequence[str] = ()) -> None:
         """One row per feed of an update (``extra`` cells after the values)."""
         self.header()
-        time_cell = clock(update.timestamp_us)
+        time_cell = clock(update.timestamp_us, self._dated)
         lines = []
         for feed in update.feeds:
             name = self._names.get(feed.feed_id, str(feed.feed_id))
@@ -111,6 +122,24 @@ class Table:
             lines.append(self._line(cells))
         if lines:
             print("\n".join(lines), file=self._out, flush=True)
+
+
+def symbol_names(
+    lookup: Callable[[str], Sequence[SymbolInfo]], symbols: Sequence[str]
+) -> dict[int, str]:
+    """Feed id -> symbol for the subscribed symbols, from the catalogue (``lookup`` is a
+    REST ``symbols(query)``): the stream and the REST answers name feeds by id only.
+
+    The table is worth having without the names: if the catalogue cannot be asked, a
+    note says so and the table shows feed ids.
+    """
+    names: dict[int, str] = {}
+    try:
+        for symbol in symbols:
+            names.update((e.feed_id, e.symbol) for e in lookup(symbol) if e.symbol == symbol)
+    except LazerError as exc:
+        print(f"note: feed ids are shown: the symbols catalogue failed: {exc}", file=sys.stderr)
+    return names
 
 
 def print_jsonl(out: TextIO, obj: Any) -> None:

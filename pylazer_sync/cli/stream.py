@@ -9,7 +9,7 @@ import time
 
 from ..client import LazerClient
 from ..config import DEFAULT_ENDPOINTS
-from ..dedup import FrameError
+from ..dedup import UndecodableFrame
 from ..errors import RecvTimeout
 from ..protocol import (
     ServerError,
@@ -23,12 +23,10 @@ from .exits import EPILOG, EXIT_OK, EXIT_SIGNATURE, EXIT_USAGE, CliError
 from .options import (
     common_options,
     connection_options,
-    host,
-    resolve_token,
     subscribe_request,
     subscription_options,
 )
-from .output import Table, columns, show_update
+from .output import Table, columns, show_update, symbol_names
 from .verify import Verifier
 
 
@@ -71,24 +69,26 @@ def register(commands: Subcommands) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Stream until ``--count``, ``--seconds`` or Ctrl-C."""
-    endpoints = args.endpoint or list(DEFAULT_ENDPOINTS)
-    token = resolve_token(args.token, (host(e) for e in endpoints))
+    # --seconds bounds the whole run, connecting included: it is a wall-clock budget.
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
     request = subscribe_request(args, args.delivery)
     attrs = columns(request)
     verifier = Verifier(args.trusted_signer, sys.stderr) if args.verify else None
-    table = Table(sys.stdout, attrs) if args.output == "table" else None
     client = LazerClient(
-        token,
-        endpoints=endpoints,
+        args.token,  # None: $PYTH_LAZER_TOKEN, or none at all for endpoints on this machine
+        endpoints=args.endpoint or DEFAULT_ENDPOINTS,
         num_connections=args.connections,
-        start_timeout=args.connect_timeout,
+        start_timeout=min(args.connect_timeout, args.seconds or args.connect_timeout),
     )
     received = 0
     try:
         client.start()
         ctx.connected()
+        table = None
+        if args.output == "table":
+            names = symbol_names(client.symbols, args.symbols) if args.symbols else None
+            table = Table(sys.stdout, attrs, names)
         sub_id = client.subscribe(request)
-        deadline = None if args.seconds is None else time.monotonic() + args.seconds
         while args.count is None or received < args.count:
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 raise CliError(f"the server refused the request: {message.error}", EXIT_USAGE)
             elif isinstance(message, SubscribedWithIgnoredFeeds):
                 print(f"note: some feeds were ignored: {message}", file=sys.stderr)
-            elif isinstance(message, FrameError):
+            elif isinstance(message, UndecodableFrame):
                 print(f"note: undecodable frame skipped: {message.error}", file=sys.stderr)
     finally:
         client.close()

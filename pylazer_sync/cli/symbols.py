@@ -32,7 +32,7 @@ def register(commands: Subcommands) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """One catalogue call, printed as a table (count on standard error) or JSON lines."""
-    entries = rest_client(args).symbols(args.query, args.asset_type)
+    entries = rest_client(args, "catalogue").symbols(args.query, args.asset_type)
     if args.output == "jsonl":
         for entry in entries:
             print_jsonl(sys.stdout, dict(entry.raw))

@@ -48,8 +48,7 @@ class Verifier:
             failures.append("no signed envelope (subscribe with --formats solana,evm,leEcdsa)")
         for kind, envelope in present:
             try:
-                signer = envelope.verify(trusted_signers=self._trusted(kind))
-                signers[kind] = signer if isinstance(signer, str) else signer.hex()
+                signers[kind] = str(envelope.verify(trusted_signers=self._trusted(kind)))
                 signed = envelope.decode_payload()
             except (SignatureError, ProtocolError) as exc:
                 failures.append(f"{kind}: {exc}")

@@ -263,8 +263,14 @@ def _stdin_is_ours() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator until Ctrl-C, SIGTERM, end of input or ``quit``; returns 0."""
-    return serve(build_arg_parser().parse_args(argv))
+    """Run the simulator until Ctrl-C, SIGTERM, end of input or ``quit``; returns 0, or 1
+    (with one error line) if it cannot listen."""
+    parser = build_arg_parser()
+    try:
+        return serve(parser.parse_args(argv))
+    except OSError as exc:  # e.g. the port is in use, or --host is no address of ours
+        print(f"{parser.prog}: error: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 def serve(args: argparse.Namespace) -> int:
