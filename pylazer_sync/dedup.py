@@ -52,8 +52,6 @@ class UndecodableFrame:
     is_text: bool
 
 
-FrameError = UndecodableFrame  # the name before 0.2; kept for the command line's imports
-
 Message: TypeAlias = ServerMessage | UndecodableFrame
 """Everything ``recv()`` can return."""
 

@@ -4,8 +4,8 @@ It prints its stream URL, REST URL and trusted signer identities, then serves. F
 be injected from standard input, one command per line (``help`` lists them), so a
 benchmark or a manual test can drop, stall or flood a running endpoint.
 
-:func:`build_arg_parser` / :func:`add_arguments` and :func:`simulator_from_args` let the
-``pylazer-sync simulate`` command reuse the same options.
+:func:`add_arguments` and :func:`serve` let the ``pylazer-sync simulate`` command reuse the
+same options and behaviour.
 """
 
 from __future__ import annotations
@@ -308,8 +308,19 @@ def _stdin_is_ours() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator until Ctrl-C, SIGTERM, end of input or ``quit``; returns 0."""
-    args = build_arg_parser().parse_args(argv)
+    """Run the simulator until Ctrl-C, SIGTERM, end of input or ``quit``; returns 0, or 1
+    (with one error line) if it cannot listen."""
+    parser = build_arg_parser()
+    try:
+        return serve(parser.parse_args(argv))
+    except OSError as exc:  # e.g. the port is in use, or --host is no address of ours
+        print(f"{parser.prog}: error: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run a simulator configured by parsed options (see :func:`add_arguments`) until
+    Ctrl-C, SIGTERM, end of input or ``quit``; returns 0."""
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

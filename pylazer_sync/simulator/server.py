@@ -17,6 +17,7 @@ import hmac
 import itertools
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -46,7 +47,7 @@ from .faults import garbage_frame
 from .flood import FLOOD_STAMPS, Flood, FloodStamp
 from .market import Catalogue
 from .replay import ReplayService
-from .rest import RestApi, RestServer
+from .rest import RestApi, RestServer, stream_port_connection
 from .updates import (
     Shape,
     UpdateEncoder,
@@ -193,6 +194,7 @@ class SimulatorServer:
         self._reopen_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._rest: RestServer | None = None
+        self._stream_connection: type[ServerConnection] | None = None
         self._flood: Flood | None = None
         self._token = settings.token.encode() if settings.token is not None else None
 
@@ -200,13 +202,26 @@ class SimulatorServer:
 
     async def start(self) -> None:
         """Listen on the WebSocket port (and the REST port, if enabled)."""
-        await self._listen(self.settings.port)
-        if self.settings.rest_port is not None:
+        rest_port = self.settings.rest_port
+        if rest_port is not None:
             api = RestApi(
                 self.catalogue, self.encoder, self.settings.token, self.settings.real_time_period_us
             )
             self._rest = RestServer(api)
-            self.rest_port = await self._rest.start(self.settings.host, self.settings.rest_port)
+            # REST answers on the stream port too, where clients derive it from the
+            # stream URL as in production (see rest.py).
+            self._stream_connection = stream_port_connection(api)
+        host = self.settings.host
+        try:
+            await self._listen(self.settings.port)
+        except OSError as exc:
+            raise _cannot_listen(host, self.settings.port, "stream", exc) from None
+        if self._rest is not None and rest_port is not None:
+            try:
+                self.rest_port = await self._rest.start(host, rest_port)
+            except OSError as exc:
+                await self.shutdown()  # the stream port is open: close it
+                raise _cannot_listen(host, rest_port, "REST", exc) from None
         if self.settings.flood:
             self.flood(self.settings.flood_rate_hz)
 
@@ -216,6 +231,7 @@ class SimulatorServer:
             self.settings.host,
             port,
             process_request=self._process_request,
+            create_connection=self._stream_connection,
             # Our own pinger replaces websockets' keepalive so that a stall can stop it.
             ping_interval=None,
             close_timeout=self.settings.close_timeout,
@@ -628,3 +644,11 @@ class SimulatorServer:
     def _start_flood(self, conn: SimConnection, shape: Shape) -> None:
         assert self._flood is not None
         conn.flood_tasks[shape.subscription_id] = self._flood.start(conn, shape)
+
+
+def _cannot_listen(host: str, port: int, what: str, exc: OSError) -> OSError:
+    """A bind failure in one line that names the address and the port's role (asyncio's
+    own message repeats the address as a tuple; a resolver error names neither)."""
+    errno = exc.errno if isinstance(exc.errno, int) else None
+    reason = os.strerror(errno) if errno is not None and errno > 0 else exc.strerror or str(exc)
+    return OSError(errno, f"cannot listen on {host}:{port} ({what} port): {reason}")
