@@ -72,9 +72,40 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def assert_contiguous(timestamps: list[int], period_us: int) -> None:
-    """Every tick once, in order, none missing."""
+    """Every tick once, in order, none missing: what one connection promises."""
     gaps = [(a, b) for a, b in itertools.pairwise(timestamps) if b - a != period_us]
     assert not gaps, f"missing or repeated ticks: {gaps[:5]}"
+
+
+def assert_exactly_once(timestamps: list[int], period_us: int) -> None:
+    """Every tick exactly once, none missing, in whatever order they came: what several
+    connections promise (a copy one endpoint skipped may come later from another)."""
+    repeated = sorted({t for t in timestamps if timestamps.count(t) > 1})
+    assert not repeated, f"ticks delivered more than once: {repeated[:5]}"
+    assert_contiguous(sorted(timestamps), period_us)
+
+
+ANSWER_TYPES = (pl.Subscribed, pl.SubscribedWithIgnoredFeeds, pl.Unsubscribed, pl.SubscriptionError)
+
+
+def answers_until_settled(client: pl.LazerClient, barrier_id: int) -> list[pl.Message]:
+    """Every answer delivered from now on, once every connection has answered every
+    request (so a test can say "exactly once" without waiting for silence).
+
+    When ``awaiting_answers`` is 0 every copy of every answer has been matched; a barrier
+    subscription's answer then comes after anything those copies could have delivered
+    (one dedup thread, one FIFO), so what is read up to it is all there is.
+    """
+    wait_for(lambda: client.stats()["awaiting_answers"] == 0, 20, "every answer")
+    client.subscribe(price_feed_ids=[1], properties=["price"], subscription_id=barrier_id)
+    answers: list[pl.Message] = []
+    deadline = time.monotonic() + 20
+    while pl.Subscribed(barrier_id) not in answers:
+        message = client.recv(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(message, ANSWER_TYPES):
+            answers.append(message)
+    client.unsubscribe(barrier_id)
+    return answers[:-1]
 
 
 # Threads that are not the library's: the tests' own helpers (named test-*) and an

@@ -36,6 +36,7 @@ from chaos_support import Consumer, Monitor, SimProcess, env_seconds, sim_proces
 from client_support import TOKEN, library_threads, thread_baseline, wait_for
 
 import pylazer_sync as pl
+from pylazer_sync.simulator.faults import GARBAGE_KINDS
 
 CHAOS_SECONDS = env_seconds("PYLAZER_CHAOS_SECONDS", 30.0)
 CHANNEL = "fixed_rate@50ms"
@@ -51,14 +52,7 @@ POST = 0.3  # ...and this long after it (scheduler lateness, send and read)
 
 # Faults that make an endpoint unhealthy while in effect; the others do not.
 HEALTH_FAULTS = frozenset({"kill", "restart", "drop", "drop abrupt", "stall", "refuse 503"})
-GARBAGE = (
-    "random_binary",
-    "invalid_json",
-    "unknown_type",
-    "truncated_envelope",
-    "unknown_envelope",
-    "truncated_frame",
-)
+GARBAGE = sorted(GARBAGE_KINDS)  # every kind the simulator knows, from its own list
 
 
 @dataclass

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 from client_support import (
+    ANSWER_TYPES,
     FAST_BACKOFF,
     TOKEN,
+    answers_until_settled,
     collect_updates,
     expected_thread_names,
     library_threads,
@@ -27,27 +29,6 @@ from client_support import (
 
 import pylazer_sync as pl
 from pylazer_sync.simulator import Simulator
-
-ANSWER_TYPES = (pl.Subscribed, pl.SubscribedWithIgnoredFeeds, pl.Unsubscribed, pl.SubscriptionError)
-
-
-def _answers_until_settled(client: pl.LazerClient, barrier_id: int) -> list[pl.Message]:
-    """Every answer delivered so far, once every connection has answered every request.
-
-    When ``awaiting_answers`` is 0 every copy of every answer has been matched; a barrier
-    subscription's answer then comes after anything those copies could have delivered
-    (one dedup thread, one FIFO), so what is read up to it is all there is.
-    """
-    wait_for(lambda: client.stats()["awaiting_answers"] == 0, 20, "every answer")
-    client.subscribe(price_feed_ids=[1], properties=["price"], subscription_id=barrier_id)
-    answers: list[pl.Message] = []
-    deadline = time.monotonic() + 20
-    while pl.Subscribed(barrier_id) not in answers:
-        message = client.recv(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(message, ANSWER_TYPES):
-            answers.append(message)
-    client.unsubscribe(barrier_id)
-    return answers[:-1]
 
 
 def _next_answer(client: pl.LazerClient, timeout: float = 20.0) -> pl.Message:
@@ -78,7 +59,7 @@ def test_every_answer_to_every_call_arrives_exactly_once() -> None:
         stats = client.stats()
         assert stats["subscriptions"] == 1 and stats["subscriptions_refused"] == 2
         # Nothing more arrives for any of those calls: each answer came exactly once.
-        assert _answers_until_settled(client, barrier_id=99) == []
+        assert answers_until_settled(client, barrier_id=99) == []
         assert client.stats()["duplicates"] >= 2 * 5  # the other connections' copies
 
 
@@ -98,7 +79,7 @@ def test_a_reconnect_resubscribes_silently_at_any_age() -> None:
         )
         for sim in sims:
             sim.wait_for_requests(2, type="subscribe", timeout=20)  # re-sent on each
-        assert _answers_until_settled(client, barrier_id=99) == []
+        assert answers_until_settled(client, barrier_id=99) == []
         collect_updates(client, 3)  # and the subscription lives on
 
 
