@@ -18,6 +18,7 @@ from .errors import (
     RecvTimeout,
     RestError,
     SignatureError,
+    SimulatorError,
 )
 from .protocol import (
     Channel,
@@ -74,6 +75,7 @@ __all__ = [
     "RestError",
     "ServerError",
     "SignatureError",
+    "SimulatorError",
     "StreamUpdate",
     "SubscribeRequest",
     "Subscribed",
