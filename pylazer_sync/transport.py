@@ -31,6 +31,8 @@ from websocket import ABNF, WebSocketProtocolException
 from websocket import _socket as ws_socket
 from websocket._abnf import frame_buffer
 
+from .pipeline import Frame
+
 _READ_SIZE = 256 * 1024
 _TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
 _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
@@ -38,9 +40,6 @@ _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 _FIN_TEXT, _FIN_BINARY = 0x80 | _TEXT, 0x80 | _BINARY
 # Longest payload with a 2-byte length field (the fast path's 4-byte header).
 _MAX_SHORT_FRAME = 0xFFFF
-
-Frame = tuple[bool, bytes]
-"""One data message: (is_text, payload bytes), as the reader hands it on."""
 
 
 class Batch(NamedTuple):

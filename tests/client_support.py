@@ -77,7 +77,27 @@ def assert_contiguous(timestamps: list[int], period_us: int) -> None:
     assert not gaps, f"missing or repeated ticks: {gaps[:5]}"
 
 
-def client_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("pylazer-conn-")] + [
-        t for t in threading.enumerate() if t.name == "pylazer-dedup"
+# Threads that are not the library's: the tests' own helpers (named test-*) and an
+# in-process simulator's (its server thread and asyncio's executor threads).
+_NOT_LIBRARY_THREADS = ("test-", "pylazer-sync-simulator", "asyncio_")
+
+
+def thread_baseline() -> frozenset[int]:
+    """Idents of the threads alive now: what :func:`library_threads` leaves out."""
+    return frozenset(t.ident for t in threading.enumerate() if t.ident is not None)
+
+
+def library_threads(baseline: frozenset[int]) -> list[threading.Thread]:
+    """Every live thread started since ``baseline`` that is not a test's or a simulator's:
+    whatever threads the library started, under any name (a timer thread per connection
+    attempt, say, would show up here)."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t.ident not in baseline and not t.name.startswith(_NOT_LIBRARY_THREADS)
     ]
+
+
+def expected_thread_names(num_connections: int) -> list[str]:
+    """The threads a running client has: one per connection and the dedup thread."""
+    return sorted([f"pylazer-conn-{i}" for i in range(num_connections)] + ["pylazer-dedup"])

@@ -10,10 +10,12 @@ import pytest
 from client_support import (
     TOKEN,
     assert_contiguous,
-    client_threads,
     collect_updates,
+    expected_thread_names,
+    library_threads,
     make_client,
     simulators,
+    thread_baseline,
     wait_for,
 )
 
@@ -143,9 +145,11 @@ def test_recv_many_returns_batches_and_an_empty_list_on_timeout() -> None:
 
 def test_close_stops_every_thread_and_recv_and_iteration_end() -> None:
     with simulators(2) as sims:
+        baseline = thread_baseline()
         client = make_client(sims, num_connections=3).start()
         client.subscribe(price_feed_ids=[1], properties=["price"], channel="fixed_rate@50ms")
         collect_updates(client, 2)
+        assert sorted(t.name for t in library_threads(baseline)) == expected_thread_names(3)
         iterated: list[pl.Message] = []
         iteration_done = threading.Event()
 
@@ -154,13 +158,13 @@ def test_close_stops_every_thread_and_recv_and_iteration_end() -> None:
                 iterated.append(msg)
             iteration_done.set()
 
-        reader = threading.Thread(target=iterate)
+        reader = threading.Thread(target=iterate, name="test-reader")
         reader.start()
         wait_for(lambda: len(iterated) > 0, 10, "the iterating thread to receive")
         client.close()
         assert iteration_done.wait(10)
         reader.join(10)
-        assert client_threads() == []
+        assert library_threads(baseline) == []
         with pytest.raises(pl.ClientClosed):
             client.recv(timeout=1)
         with pytest.raises(pl.ClientClosed):
@@ -198,11 +202,12 @@ def test_a_dropped_client_is_closed_by_the_garbage_collector() -> None:
     import gc
 
     with simulators(1) as sims:
+        baseline = thread_baseline()
         client = make_client(sims, num_connections=2).start()
-        assert client_threads()
+        assert sorted(t.name for t in library_threads(baseline)) == expected_thread_names(2)
         del client
         gc.collect()
-        wait_for(lambda: client_threads() == [], 10, "the client's threads to end")
+        wait_for(lambda: library_threads(baseline) == [], 10, "the client's threads to end")
 
 
 def test_repr_and_stats_show_endpoints_and_states_never_the_token(
@@ -239,6 +244,7 @@ def test_unreachable_endpoints_give_connect_error_listing_each_failure() -> None
     sim = Simulator(seed=1).start()
     url = sim.url
     sim.stop()  # nobody listens on that port now
+    baseline = thread_baseline()
     client = pl.LazerClient(
         TOKEN, endpoints=[url], num_connections=2, backoff=pl.Backoff(initial=0.05), timeout=1.0
     )
@@ -249,4 +255,4 @@ def test_unreachable_endpoints_give_connect_error_listing_each_failure() -> None
     assert "refused" in text.lower()
     assert TOKEN not in text
     assert client.closed
-    wait_for(lambda: client_threads() == [], 10, "threads to end")
+    wait_for(lambda: library_threads(baseline) == [], 10, "threads to end")

@@ -11,10 +11,12 @@ from client_support import (
     FAST_BACKOFF_MAX,
     TOKEN,
     assert_contiguous,
-    client_threads,
     collect_updates,
+    expected_thread_names,
+    library_threads,
     make_client,
     simulators,
+    thread_baseline,
     wait_for,
 )
 
@@ -128,24 +130,26 @@ def test_a_stalled_connection_is_replaced_within_the_timeout() -> None:
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE_KINDS))
 def test_garbage_frames_are_counted_and_the_stream_goes_on(kind: str) -> None:
-    with simulators(1) as sims, make_client(sims, num_connections=2) as client:
-        _subscribe_50ms(client, delivery="binary")
-        collect_updates(client, 2)
-        sent = sims[0].send_garbage(kind)  # type: ignore[arg-type]
-        assert sent == 2
-        others: list[pl.Message] = []
-        collect_updates(client, 10, on_message=others.append)
-        stats = client.stats()
-        if kind == "unknown_type":
-            assert any(isinstance(m, pl.UnknownMessage) for m in others)
-            assert stats["decode_errors"] == 0
-        else:
-            errors = [m for m in others if isinstance(m, pl.FrameError)]
-            assert errors and all(e.error for e in errors)
-            assert stats["decode_errors"] == len(errors) >= 1
-        assert all(t.is_alive() for t in client_threads())
-        assert len(client_threads()) == 3
-        assert stats["open_connections"] == 2
+    with simulators(1) as sims:
+        baseline = thread_baseline()
+        with make_client(sims, num_connections=2) as client:
+            _subscribe_50ms(client, delivery="binary")
+            collect_updates(client, 2)
+            sent = sims[0].send_garbage(kind)  # type: ignore[arg-type]
+            assert sent == 2
+            others: list[pl.Message] = []
+            collect_updates(client, 10, on_message=others.append)
+            stats = client.stats()
+            if kind == "unknown_type":
+                assert any(isinstance(m, pl.UnknownMessage) for m in others)
+                assert stats["decode_errors"] == 0
+            else:
+                errors = [m for m in others if isinstance(m, pl.UndecodableFrame)]
+                assert errors and all(e.error for e in errors)
+                assert stats["decode_errors"] == len(errors) >= 1
+            # No thread died of it, and none was added: exactly the two readers and the dedup.
+            assert sorted(t.name for t in library_threads(baseline)) == expected_thread_names(2)
+            assert stats["open_connections"] == 2
 
 
 def test_bad_token_fails_start_quickly_without_a_busy_loop(

@@ -18,17 +18,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from chaos_support import (
-    Consumer,
-    Monitor,
-    client_thread_idents,
-    client_threads,
-    env_seconds,
-    median,
-    sim_processes,
-    wait_until,
-)
-from client_support import FAST_BACKOFF, TOKEN
+from chaos_support import Consumer, Monitor, env_seconds, median, sim_processes
+from client_support import FAST_BACKOFF, TOKEN, library_threads, thread_baseline, wait_for
 
 import pylazer_sync as pl
 
@@ -42,7 +33,7 @@ MB = 1 << 20
 @pytest.mark.timeout(SECONDS + 240)  # the run itself, plus start-up and checks
 @pytest.mark.parametrize("policy", ["drop_oldest", "block"])
 def test_slow_consumer(policy: str) -> None:
-    baseline = client_thread_idents()
+    baseline = thread_baseline()
     with sim_processes(2, seed=3, token=TOKEN, extra_args=("--rate", str(RATE_HZ))) as sims:
         client = pl.LazerClient(
             TOKEN,
@@ -65,13 +56,13 @@ def test_slow_consumer(policy: str) -> None:
             monitor.start()
             consumer.start()
             started = time.monotonic()
-            wait_until(lambda: time.monotonic() - started >= SECONDS, SECONDS + 5, "the run")
+            wait_for(lambda: time.monotonic() - started >= SECONDS, SECONDS + 5, "the run")
             depths = client.stats()
             stream_end = time.time()
             # The stream ends; the reader catches up at full speed.
             for sim in sims:
                 sim.kill()
-            wait_until(lambda: client.stats()["open_connections"] == 0, 10, "all down")
+            wait_for(lambda: client.stats()["open_connections"] == 0, 10, "all down")
             consumer.per_message = 0.0
 
             def caught_up() -> bool:
@@ -84,7 +75,7 @@ def test_slow_consumer(policy: str) -> None:
                     and len(consumer.received) + s["dropped"] == s["delivered"]
                 )
 
-            wait_until(caught_up, 30, "the reader to catch up")
+            wait_for(caught_up, 30, "the reader to catch up")
             stats = client.stats()
         finally:
             monitor.stop(check=False)
@@ -92,7 +83,7 @@ def test_slow_consumer(policy: str) -> None:
             client.close()
         monitor.stop()
         consumer.stop()
-        assert client_threads(baseline) == []
+        assert library_threads(baseline) == []
 
     samples = monitor.samples
     assert len(samples) > 20
