@@ -278,7 +278,7 @@ class FrameReader:
         assert missing > 0, "a whole frame the fast path takes was left in the buffer"
         parts = [buf[start:]]
         while True:
-            data = source.read()  # raises with the buffer as it was: nothing is lost
+            data = source.read()  # an error here ends the connection, half a frame with it
             if len(data) >= missing:
                 break
             parts.append(data)
