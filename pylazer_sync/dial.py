@@ -117,6 +117,15 @@ def dial(
     except BaseException:
         sock.close()
         raise
+    status = ws.getstatus()
+    if status != 101:
+        # A redirect that was not followed (redirect_limit=0): websocket-client before
+        # 1.9 then marks the socket connected all the same. It is refused here, in every
+        # version: following it would carry the token elsewhere.
+        sock.close()
+        raise websocket.WebSocketBadStatusException(
+            f"Handshake status {status}: not upgraded (redirects are not followed)", status or 0
+        )
     ws.sock = sock  # the deadline wrapper served the upgrade only
     sock.settimeout(timeout)  # from now on: "no frame for `timeout` seconds" is dead
     return ws

@@ -117,6 +117,9 @@ def test_bad_subscription_parameters_fail_before_anything_is_sent() -> None:
 
 def test_server_side_subscription_error_reaches_recv() -> None:
     with simulators(1) as sims, make_client(sims, num_connections=2) as client:
+        # Both open first: a connection that opens after the refusal never sends it (a
+        # refused subscription is forgotten).
+        assert client.wait_connected(2, timeout=10)
         sub = client.subscribe(price_feed_ids=[987654], properties=["price"])
         msg = client.recv(timeout=10)
         assert isinstance(msg, pl.SubscriptionError)

@@ -84,3 +84,15 @@ def test_the_configuration_table_matches_the_code() -> None:
     assert set(rows) == set(fields)
     for name, default in fields.items():
         assert rows[name].startswith(_default_text(name, default)), (name, rows[name])
+
+
+def test_ci_tests_both_ends_of_the_declared_websocket_client_range() -> None:
+    """The transport uses websocket-client's private pieces: the range setup.cfg declares
+    is the range tested, its lowest version by .ci/run, its highest by the test venv."""
+    from importlib.metadata import version
+
+    spec = re.search(r"websocket-client>=([\d.]+),<=([\d.]+)", (ROOT / "setup.cfg").read_text())
+    assert spec is not None
+    low, high = spec.groups()
+    assert f"websocket-client=={low}'" in (ROOT / ".ci" / "run").read_text()
+    assert version("websocket-client") in (low, high)
