@@ -77,7 +77,8 @@ def cleaned_stream(url: str, label: str, **store_options: Any) -> Iterator[str]:
 
 
 def raw_redis(url: str, **options: Any) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5, **options)
+    settings: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 5, **options}
+    return redis.Redis.from_url(url, **settings)
 
 
 class RedisServer:

@@ -298,11 +298,11 @@ class Relay:
         finally:
             self.close()
 
-    def close(self) -> None:
-        """Stop reading, append what the backlog holds (up to 5 s), stop; idempotent.
-
-        A client the relay built is closed; a client passed in is left open.
-        """
+    def close(self, timeout: float = _CLOSE_DRAIN) -> None:
+        """Stop reading, append what the backlog holds (for up to ``timeout`` seconds:
+        Redis may be away), and stop; idempotent. What could not be appended is counted
+        as ``unsent`` and logged. A client the relay built is closed; a client passed in
+        is left open."""
         self._stop.set()  # first, without the lock: it also ends a start() in progress
         self._close_client()
         with self._lock:
@@ -311,7 +311,7 @@ class Relay:
             self._closed = True
         if self._started:
             self._reader.join(_JOIN_TIMEOUT)
-            if not self._writer.join(_CLOSE_DRAIN):
+            if not self._writer.join(timeout):
                 self._abort.set()
                 self._writer.join(_JOIN_TIMEOUT)
         self._abort.set()
