@@ -76,7 +76,7 @@ def main() -> int:
                 prices = ", ".join(f"{f.feed_id}: {f.real('price')}" for f in payload.feeds)
                 print(f"ok {payload.timestamp_us}  {prices}", flush=True)
                 if checked == 1:
-                    print(f"  signers: solana {solana.hex()}, evm {evm}, leEcdsa {le_ecdsa.hex()}")
+                    print(f"  signers: solana {solana}, evm {evm}, leEcdsa {le_ecdsa}")
             print(f"{checked} updates checked, {failures} failed", file=sys.stderr)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)

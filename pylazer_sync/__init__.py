@@ -4,10 +4,11 @@ from . import protocol
 from .client import LazerClient
 from .config import DEFAULT_ENDPOINTS, Backoff
 from .connection import ConnectionState
-from .dedup import FrameError, Message
+from .dedup import Message, UndecodableFrame
 from .errors import (
     AuthenticationError,
     ClientClosed,
+    ClientNotStarted,
     ConnectError,
     InvalidRequestError,
     LazerError,
@@ -53,12 +54,12 @@ __all__ = [
     "Backoff",
     "Channel",
     "ClientClosed",
+    "ClientNotStarted",
     "ConnectError",
     "ConnectionState",
     "DeliveryFormat",
     "FeedUpdate",
     "Format",
-    "FrameError",
     "InvalidRequestError",
     "JsonBinaryEncoding",
     "LatestFeed",
@@ -85,6 +86,7 @@ __all__ = [
     "SubscribedWithIgnoredFeeds",
     "SubscriptionError",
     "SymbolInfo",
+    "UndecodableFrame",
     "UnknownMessage",
     "Unsubscribed",
     "__version__",

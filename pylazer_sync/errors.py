@@ -1,7 +1,8 @@
 """The one exception tree of pylazer_sync.
 
-Every error the library raises on purpose derives from :class:`LazerError`, so
-``except pylazer_sync.LazerError`` catches them all. Where a standard exception
+Every error the library raises derives from :class:`LazerError`, so
+``except pylazer_sync.LazerError`` catches them all (an exception of another class is
+a bug: please report it). Where a standard exception
 is the natural expectation (``ValueError`` for bad arguments, ``TimeoutError``
 for a wait that ran out, ``ImportError`` for a missing extra), the library class
 derives from it too, so either ``except`` works.
@@ -40,6 +41,11 @@ class ConnectError(LazerError):
 
 class ClientClosed(LazerError):
     """The client was closed: no more messages will arrive."""
+
+
+class ClientNotStarted(LazerError):
+    """``recv()``, ``recv_many()`` or iteration on a client that was never started: call
+    ``start()`` first, or use ``with LazerClient(...) as client:``."""
 
 
 class RecvTimeout(LazerError, TimeoutError):

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
-from .errors import MissingDependencyError, ProtocolError
+from .errors import InvalidRequestError, MissingDependencyError, ProtocolError
 from .protocol import (
     EvmMessage,
     FeedUpdate,
@@ -283,7 +283,7 @@ def _frame(rows: list[dict[str, Any]], first: list[str], numbers: Numbers) -> pd
 
 def _check_numbers(numbers: str) -> Numbers:
     if numbers not in ("decimal", "float"):
-        raise ValueError(f"numbers: {numbers!r}; expected 'decimal' or 'float'")
+        raise InvalidRequestError(f"numbers: {numbers!r}; expected 'decimal' or 'float'")
     return numbers  # type: ignore[return-value]
 
 

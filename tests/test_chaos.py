@@ -15,7 +15,7 @@ client's connection states:
 - threads: exactly ``num_connections + 1`` client threads alive in every sample, none
   after ``close()``;
 - stats: ``frames == unique + duplicates``; every unique frame was delivered
-  (``overflow="block"``), ``decode_errors`` equals the ``FrameError`` messages received,
+  (``overflow="block"``), ``decode_errors`` equals the ``UndecodableFrame`` messages received,
   and once the endpoints are gone the connections' frame counts add up to ``frames``.
 
 Duration: ``PYLAZER_CHAOS_SECONDS`` (default 30, the CI run; e.g. 600 by hand). The random
@@ -304,7 +304,7 @@ def test_chaos_exactly_once_recovery_threads_and_stats() -> None:
     assert stats["dropped"] == 0
     assert stats["unique"] == stats["delivered"], stats
     assert stats["decode_errors"] <= stats["unique"]
-    frame_errors = [r for r in consumer.received if isinstance(r.message, pl.FrameError)]
+    frame_errors = [r for r in consumer.received if isinstance(r.message, pl.UndecodableFrame)]
     assert stats["decode_errors"] == len(frame_errors)
     garbage_sent = sum(f.kind == "garbage" for f in chaos.faults)
 

@@ -84,13 +84,13 @@ def verify_envelopes(update: StreamUpdate, sim: Simulator) -> None:
     t = trusted(sim)
     payloads = []
     if update.solana is not None:
-        assert update.solana.verify(t["solana"]) == sim.solana_public_key
+        assert update.solana.verify(t["solana"]) == sim.trusted_signers()["solana"]
         payloads.append(update.solana.decode_payload())
     if update.evm is not None:
         assert update.evm.verify(t["evm"]) == sim.evm_address
         payloads.append(update.evm.decode_payload())
     if update.le_ecdsa is not None:
-        assert update.le_ecdsa.verify(t["leEcdsa"]) == sim.le_ecdsa_public_key
+        assert update.le_ecdsa.verify(t["leEcdsa"]) == sim.trusted_signers()["leEcdsa"]
         payloads.append(update.le_ecdsa.decode_payload())
     if update.le_unsigned is not None:
         payloads.append(update.le_unsigned.decode_payload())

@@ -1,0 +1,140 @@
+"""Opening one WebSocket within a deadline, interruptible from another thread at any step.
+
+websocket-client's ``WebSocket.connect`` opens the TCP connection itself, inside a call
+that nothing can interrupt: ``close()`` had to wait for the connect timeout (4-5 s
+against a listener whose accept queue is full). Here the socket is created first and
+handed to the caller (``on_socket``), so that ``abort`` can shut it down while it
+connects (on Linux that ends a blocking ``connect()`` at once); TLS is wrapped the same
+way; then websocket-client performs the HTTP upgrade on that socket (its ``socket=``
+option), with its own handshake code. The proxy settings it reads from the environment
+still apply: its own helpers resolve the address and open the CONNECT tunnel.
+
+The whole attempt (connect, TLS, upgrade) has one deadline, enforced by the thread
+that dials, without a timer thread: each step's socket timeout is the time left, and
+during the upgrade every read is given only the time left (a server trickling its header
+lines one by one would pass any per-read timeout).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import websocket
+from websocket._http import _get_addrinfo_list, _tunnel, proxy_info
+from websocket._socket import DEFAULT_SOCKET_OPTION
+from websocket._url import parse_url
+
+
+class DeadlineExceeded(Exception):
+    """The attempt's deadline passed before the WebSocket was open."""
+
+
+class _UpgradeSocket:
+    """The socket as websocket-client sees it during the HTTP upgrade: each read waits at
+    most until the attempt's deadline. Everything else goes to the real socket."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def recv(self, bufsize: int) -> bytes:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded
+        self._sock.settimeout(remaining)
+        return self._sock.recv(bufsize)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceeded
+    return remaining
+
+
+def dial(
+    url: str,
+    *,
+    header: list[str],
+    timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    on_socket: Callable[[socket.socket], None],
+) -> websocket.WebSocket:
+    """Open ``url`` within ``timeout`` seconds and return the open WebSocket.
+
+    ``on_socket`` is called with each socket as soon as it exists (the TCP socket, then
+    its TLS wrapper), before anything blocks on it: shutting that socket down from
+    another thread ends the attempt with an ``OSError``. The returned WebSocket's socket
+    has ``timeout`` as its read timeout. Raises :class:`DeadlineExceeded` when the
+    deadline passes, and whatever websocket-client or the socket raise otherwise.
+    """
+    deadline = time.monotonic() + timeout
+    hostname, port, _resource, is_secure = parse_url(url)
+    addresses, need_tunnel, auth = _get_addrinfo_list(hostname, port, is_secure, proxy_info())
+    if not addresses:
+        raise websocket.WebSocketException(f"host not found: {hostname}:{port}")
+    sock = _connect_tcp(addresses, deadline, on_socket)
+    try:
+        if need_tunnel:
+            sock.settimeout(_remaining(deadline))
+            sock = _tunnel(sock, hostname, port, auth)
+        if is_secure:
+            context = ssl_context or ssl.create_default_context()
+            tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+            on_socket(tls)
+            tls.settimeout(_remaining(deadline))
+            tls.do_handshake()
+            sock = tls
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+        ws.connect(
+            url,
+            socket=_UpgradeSocket(sock, deadline),
+            header=header,
+            timeout=timeout,
+            redirect_limit=0,  # a redirect would resend the token to wherever it points
+        )
+    except (TimeoutError, websocket.WebSocketTimeoutException):
+        sock.close()
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded from None
+        raise
+    except BaseException:
+        sock.close()
+        raise
+    ws.sock = sock  # the deadline wrapper served the upgrade only
+    sock.settimeout(timeout)  # from now on: "no frame for `timeout` seconds" is dead
+    return ws
+
+
+def _connect_tcp(
+    addresses: list[Any], deadline: float, on_socket: Callable[[socket.socket], None]
+) -> socket.socket:
+    """Connect to the first address that accepts, as websocket-client's own ``_open_socket``."""
+    error: Exception | None = None
+    for family, kind, proto, _name, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        on_socket(sock)
+        try:
+            for option in DEFAULT_SOCKET_OPTION:
+                sock.setsockopt(*option)
+            sock.settimeout(_remaining(deadline))
+            sock.connect(address)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise DeadlineExceeded from None
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    assert error is not None
+    raise error
