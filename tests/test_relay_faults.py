@@ -158,7 +158,7 @@ def test_foreign_entries_are_refused_by_a_relay_and_counted_by_a_consumer(stream
             make_relay(sims, stream).start()
         with RelayConsumer(SHARED_REDIS_URL, stream, start="0") as consumer:
             first = consumer.recv(timeout=10.0)
-            assert isinstance(first, pl.FrameError)
+            assert isinstance(first, pl.UndecodableFrame)
             assert "not written by a pylazer_sync relay" in first.error
             assert first.connection == -1 and stream in first.endpoint
             # A relay writing into a stream of its own alongside does not disturb it;
@@ -308,7 +308,7 @@ def test_rediss_verifies_the_certificate(
         assert store.append([filler], 60.0, Retention()).appended == 1
         store.close()
         with RelayConsumer(server.url, stream, start="0", redis_ca_file=cert) as consumer:
-            assert isinstance(consumer.recv(timeout=10.0), pl.FrameError)  # our filler entry
+            assert isinstance(consumer.recv(timeout=10.0), pl.UndecodableFrame)  # our filler entry
         # Without the CA, or with the CA of another name, the handshake fails: at once,
         # as a typed error (retrying cannot cure a certificate).
         other_cert, _ = self_signed_cert(tmp_path, "other.example")

@@ -25,10 +25,11 @@ from typing import Any, Final
 import tenacity
 
 from ..buffer import MessageBuffer
-from ..config import Backoff, OverflowPolicy
-from ..dedup import FrameError, Message
-from ..errors import ClientClosed, InvalidRequestError, RelayError
+from ..config import Backoff, OverflowPolicy, check_wait
+from ..dedup import Message, UndecodableFrame
+from ..errors import ClientClosed, ClientNotStarted, InvalidRequestError, RelayError
 from ..protocol import StreamUpdate
+from ..ratelog import RateLimitedWarning
 from ..snapshot import LatestFeed, LatestSnapshot
 from ..worker import Worker
 from ._retry import is_relay_error, is_transient, retrying
@@ -38,7 +39,6 @@ from .store import DEFAULT_REDIS_URL, DEFAULT_STREAM, StartPosition, Store, open
 logger = logging.getLogger("pylazer_sync.relay")
 
 _BLOCK: Final = 0.25  # seconds one XREAD waits: how soon close() is seen
-_LOG_INTERVAL: Final = 5.0
 _JOIN_TIMEOUT: Final = 5.0
 
 _Item = tuple[str, Message]  # (entry id, message): recv() records the id it hands out
@@ -64,7 +64,7 @@ class RelayConsumer:
 
     Messages are :class:`~pylazer_sync.StreamUpdate` s decoded from the very frames the
     relay's client received (their envelopes verify), or a
-    :class:`~pylazer_sync.FrameError` (``connection`` -1) for an entry that is not a
+    :class:`~pylazer_sync.UndecodableFrame` (``connection`` -1) for an entry that is not a
     relay's or does not decode. ``Subscribed`` and other server answers stay with the
     relay.
 
@@ -153,7 +153,10 @@ class RelayConsumer:
         self._connected = False
         self._last_error: str | None = None
         self._failing_since: float | None = None
-        self._last_log: dict[str, float] = {}
+        self._warn_foreign = RateLimitedWarning()
+        self._warn_decode = RateLimitedWarning()
+        self._warn_missed = RateLimitedWarning()
+        self._warn_read = RateLimitedWarning()
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -232,18 +235,34 @@ class RelayConsumer:
 
     # -- receiving (the LazerClient interface) ---------------------------------------------
 
+    def _require_started(self) -> None:
+        if not self._started and not self._closed:
+            raise ClientNotStarted(
+                "the consumer is not started, so no message can arrive: call "
+                "consumer.start() first, or use `with RelayConsumer(...) as consumer:`"
+            )
+
     def recv(self, timeout: float | None = None) -> Message:
-        """The next message (a ``StreamUpdate``, or a ``FrameError``), as ``LazerClient.recv``:
-        raises :class:`~pylazer_sync.RecvTimeout` after ``timeout`` and
-        :class:`~pylazer_sync.ClientClosed` once closed; Ctrl-C interrupts the wait."""
+        """The next message (a ``StreamUpdate``, or a ``UndecodableFrame``), as ``LazerClient.recv``:
+        raises :class:`~pylazer_sync.RecvTimeout` after ``timeout``,
+        :class:`~pylazer_sync.ClientClosed` once closed and
+        :class:`~pylazer_sync.ClientNotStarted` at once if never started; Ctrl-C
+        interrupts the wait."""
+        if timeout is not None:
+            timeout = check_wait(timeout)
+        self._require_started()
         entry_id, message = self._buffer.get(timeout)
         self._position = entry_id
         return message
 
-    def recv_many(self, max_messages: int = 1000, timeout: float | None = None) -> list[Message]:
-        """Up to ``max_messages`` at once (waits up to ``timeout`` for the first; [] if none)."""
-        if max_messages < 1:
-            raise InvalidRequestError(f"max_messages: {max_messages!r} must be >= 1")
+    def recv_many(self, max_messages: int = 1000, timeout: float | None = 0.0) -> list[Message]:
+        """Up to ``max_messages`` at once, as ``LazerClient.recv_many``: by default what
+        is queued right now (possibly ``[]``); with ``timeout``, waits up to that long
+        for a first message (None: until one arrives)."""
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+            raise InvalidRequestError(f"max_messages: {max_messages!r} must be an integer >= 1")
+        timeout = check_wait(timeout)
+        self._require_started()
         items = self._buffer.get_many(max_messages, timeout)
         if not items:
             return []
@@ -251,12 +270,20 @@ class RelayConsumer:
         return [message for _, message in items]
 
     def __iter__(self) -> Iterator[Message]:
-        """Messages as they arrive, blocking; the iteration ends when the consumer is closed."""
+        """Messages as they arrive, blocking; the iteration ends when the consumer is closed.
+        Raises :class:`~pylazer_sync.ClientNotStarted` at once if never started."""
+        self._require_started()
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Message]:
+        get = self._buffer.get
         while True:
             try:
-                yield self.recv()
+                entry_id, message = get(None)
             except ClientClosed:
                 return
+            self._position = entry_id
+            yield message
 
     def latest(self, feed_id: int) -> LatestFeed | None:
         """The newest update of one feed read so far (None if none yet), as ``LazerClient``'s."""
@@ -308,7 +335,7 @@ class RelayConsumer:
             self._check_seq(entry.seq)
             if entry.problem is not None:
                 self._foreign += 1
-                self._log_rate_limited("foreign", "relay consumer: %s", entry.problem)
+                self._warn_foreign("relay consumer: %s", entry.problem)
                 batch.append((entry.entry_id, entry.message(source)))
                 continue
             if subscriptions is not None and entry.subscription_id not in subscriptions:
@@ -320,10 +347,10 @@ class RelayConsumer:
                     self._filtered += 1
                     continue
                 updates.append(message)
-            elif isinstance(message, FrameError):
+            elif isinstance(message, UndecodableFrame):
                 self._decode_errors += 1
-                self._log_rate_limited(
-                    "decode", "relay consumer: undecodable %s: %s", message.endpoint, message.error
+                self._warn_decode(
+                    "relay consumer: undecodable %s: %s", message.endpoint, message.error
                 )
             batch.append((entry.entry_id, message))
         if updates:
@@ -342,8 +369,7 @@ class RelayConsumer:
             return
         if seq > last + 1:
             self._missed += seq - last - 1
-            self._log_rate_limited(
-                "missed",
+            self._warn_missed(
                 "relay consumer: %d entries (numbers %d..%d) were trimmed before this consumer "
                 "read them: it fell behind the stream's retention (%d missed in total)",
                 seq - last - 1,
@@ -367,13 +393,7 @@ class RelayConsumer:
         self._last_error = str(exc)
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-        self._log_rate_limited("read", "relay consumer: reading failed (%s); retrying", exc)
-
-    def _log_rate_limited(self, kind: str, text: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(kind, 0.0) >= _LOG_INTERVAL:
-            self._last_log[kind] = now
-            logger.warning(text, *args)
+        self._warn_read("relay consumer: reading failed (%s); retrying", exc)
 
     # -- observing ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from ..dedup import FrameError, Message
+from ..dedup import Message, UndecodableFrame
 from ..errors import ProtocolError
 from ..protocol import StreamUpdate, SubscribeRequest, decode_frame
 
@@ -128,17 +128,17 @@ class StoredEntry:
 
     def message(self, source: str) -> Message:
         """The message this entry carries, decoded as the client decodes frames, or a
-        :class:`~pylazer_sync.FrameError` (``connection`` -1, ``endpoint`` naming the
+        :class:`~pylazer_sync.UndecodableFrame` (``connection`` -1, ``endpoint`` naming the
         stream and the entry) for a foreign entry or a frame that does not decode."""
         frame = self.frame
         if self.problem is not None or frame is None:
-            return FrameError(
+            return UndecodableFrame(
                 -1, f"{source} entry {self.entry_id}", self.problem or "", len(frame or b""), False
             )
         try:
             return decode_frame(frame, self.is_text)
         except ProtocolError as exc:
-            return FrameError(
+            return UndecodableFrame(
                 -1, f"{source} entry {self.entry_id}", str(exc), len(frame), self.is_text
             )
 

@@ -27,7 +27,7 @@ import tenacity
 
 from ..client import LazerClient
 from ..config import Backoff
-from ..dedup import FrameError, Message
+from ..dedup import Message, UndecodableFrame
 from ..errors import ClientClosed, InvalidRequestError, RelayError
 from ..protocol import (
     ServerError,
@@ -38,6 +38,7 @@ from ..protocol import (
     SubscriptionError,
     Unsubscribed,
 )
+from ..ratelog import RateLimitedWarning
 from ..worker import Worker
 from ._retry import is_relay_error, is_transient, retrying
 from .entries import OutgoingEntry, stable_subscription_id
@@ -47,7 +48,6 @@ logger = logging.getLogger("pylazer_sync.relay")
 
 _SLICE: Final = 0.25  # waits are cut into slices so close() is seen quickly
 _READ_BATCH: Final = 1000
-_LOG_INTERVAL: Final = 5.0
 _CLOSE_DRAIN: Final = 5.0  # how long close() lets the writer append what is left
 _JOIN_TIMEOUT: Final = 5.0
 # The relay never appends an update it has held longer than this share of seen_ttl:
@@ -70,8 +70,7 @@ class _Backlog:
         self._items: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
         self.dropped = 0
-        self._drops_since_log = 0
-        self._last_log = 0.0
+        self._warn_drops = RateLimitedWarning()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -89,18 +88,11 @@ class _Backlog:
 
     def _count_drops(self, count: int) -> None:
         self.dropped += count
-        self._drops_since_log += count
-        now = time.monotonic()
-        if now - self._last_log >= _LOG_INTERVAL:
-            logger.warning(
-                "relay backlog full (%d updates; Redis slow or away): dropped the %d oldest "
-                "since the last report, %d in total",
-                self.capacity,
-                self._drops_since_log,
-                self.dropped,
-            )
-            self._last_log = now
-            self._drops_since_log = 0
+        self._warn_drops(
+            "relay backlog full (%d updates; Redis slow or away): dropped the oldest, %d in total",
+            self.capacity,
+            self.dropped,
+        )
 
     def take(self, max_items: int, timeout: float) -> list[_Item]:
         """Up to ``max_items``, waiting up to ``timeout`` for the first; [] if none."""
@@ -237,8 +229,8 @@ class Relay:
         self._connected = False
         self._last_error: str | None = None
         self._failing_since: float | None = None
-        self._last_failure_log = 0.0
-        self._last_expiry_log = 0.0
+        self._warn_failure = RateLimitedWarning()
+        self._warn_expiry = RateLimitedWarning()
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -400,7 +392,7 @@ class Relay:
 
     def _note(self, message: Message) -> None:
         """What the relay does with the client's other messages: say them."""
-        if isinstance(message, FrameError):
+        if isinstance(message, UndecodableFrame):
             self._frame_errors += 1  # the client has logged it
         elif isinstance(message, (SubscriptionError, ServerError)):
             logger.warning("relay: the server answered %r", message)
@@ -465,17 +457,14 @@ class Relay:
         kept = [item for item in pending if item[0] >= limit]
         expired = len(pending) - len(kept)
         self._expired += expired
-        now = time.monotonic()
-        if now - self._last_expiry_log >= _LOG_INTERVAL:
-            logger.warning(
-                "relay: dropped %d update(s) held longer than %.0f s (3/4 of seen_ttl): "
-                "another relay's seen-keys for them may have expired, and appending them "
-                "could write them twice (%d such in total)",
-                expired,
-                self._max_hold,
-                self._expired,
-            )
-            self._last_expiry_log = now
+        self._warn_expiry(
+            "relay: dropped %d update(s) held longer than %.1f s (3/4 of seen_ttl): another "
+            "relay's seen-keys for them may have expired, and appending them could write "
+            "them twice (%d such in total)",
+            expired,
+            self._max_hold,
+            self._expired,
+        )
         return kept
 
     def _on_append_failure(self, state: tenacity.RetryCallState) -> None:
@@ -483,16 +472,13 @@ class Relay:
         self._append_errors += 1
         self._connected = False
         self._last_error = str(exc)
-        now = time.monotonic()
         if self._failing_since is None:
-            self._failing_since = now
-        if now - self._last_failure_log >= _LOG_INTERVAL:
-            logger.warning(
-                "relay: appending failed (%s); retrying, %d update(s) waiting",
-                exc,
-                len(self._backlog) + self._in_hand,
-            )
-            self._last_failure_log = now
+            self._failing_since = time.monotonic()
+        self._warn_failure(
+            "relay: appending failed (%s); retrying, %d update(s) waiting",
+            exc,
+            len(self._backlog) + self._in_hand,
+        )
 
     # -- observing ---------------------------------------------------------------------
 
