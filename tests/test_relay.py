@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -262,6 +263,10 @@ def test_consumer_has_the_clients_interface(stream: str) -> None:
         with relay:
             consumer = RelayConsumer(SHARED_REDIS_URL, stream)
             assert "not started" in repr(consumer)
+            with pytest.raises(pl.ClientNotStarted):
+                consumer.recv(timeout=0.1)
+            with pytest.raises(pl.ClientNotStarted):
+                iter(consumer)
             with consumer:
                 first = consumer.recv(timeout=10.0)
                 assert isinstance(first, pl.StreamUpdate)
@@ -282,6 +287,7 @@ def test_consumer_has_the_clients_interface(stream: str) -> None:
             with pytest.raises(pl.ClientClosed):
                 consumer.recv(timeout=1.0)
             assert list(consumer) == []
+            assert not [t for t in threading.enumerate() if t.name == "pylazer-relay-consumer"]
 
 
 def test_recv_times_out_as_the_client_does(stream: str) -> None:

@@ -243,8 +243,8 @@ class RelayConsumer:
             )
 
     def recv(self, timeout: float | None = None) -> Message:
-        """The next message (a ``StreamUpdate``, or a ``UndecodableFrame``), as ``LazerClient.recv``:
-        raises :class:`~pylazer_sync.RecvTimeout` after ``timeout``,
+        """The next message (a ``StreamUpdate``, or an ``UndecodableFrame``), as
+        ``LazerClient.recv``: raises :class:`~pylazer_sync.RecvTimeout` after ``timeout``,
         :class:`~pylazer_sync.ClientClosed` once closed and
         :class:`~pylazer_sync.ClientNotStarted` at once if never started; Ctrl-C
         interrupts the wait."""

@@ -128,8 +128,8 @@ class Relay:
     flowing while either runs. See the README, "Scale-out through Redis".
 
     Args:
-        client: a :class:`~pylazer_sync.LazerClient` to relay (the relay starts it; you
-            close it). Leave it out to have the relay build and own one from
+        client: a :class:`~pylazer_sync.LazerClient` to relay (the relay starts it and
+            reads it: read it nowhere else; you close it). Leave it out to have the relay build and own one from
             ``client_options`` (``token``, ``endpoints``, ``num_connections``, ...: the
             :class:`~pylazer_sync.LazerClient` keywords).
         redis_url: ``redis://host:port/db``, ``rediss://`` (TLS, certificates checked),
@@ -369,6 +369,8 @@ class Relay:
             try:
                 batch = recv_many(_READ_BATCH, _SLICE)
             except ClientClosed:
+                if not self._stop.is_set():
+                    logger.warning("relay: its client was closed; nothing more to relay")
                 return
             except Exception:  # a bug must not end the relay
                 logger.exception("relay: unexpected error reading the client")
