@@ -501,6 +501,17 @@ class LazerClient:
         """
         return self._core.snapshot.all()
 
+    def latest_update(self, subscription_id: int | None = None) -> StreamUpdate | None:
+        """The newest whole update of a subscription (``None``: of any), signed envelopes
+        included, or ``None`` if none arrived yet: for a contract call, at any moment.
+
+        Kept by the dedup thread like :meth:`latest` (an older timestamp never replaces a
+        newer one) and without touching the ``recv()`` queue, so with
+        ``snapshot_only=True`` a keeper needs no reader at all. Check the signer and the
+        age (``timestamp_us``) before use: see ``examples/keeper.py``.
+        """
+        return self._core.snapshot.latest_update(subscription_id)
+
     # -- REST ------------------------------------------------------------------------------
 
     def latest_price(
@@ -545,10 +556,14 @@ class LazerClient:
         ``frames`` (data frames the dedup stage took from the connections; the connections'
         own ``frames`` may be ahead by what is in flight) == ``unique`` + ``duplicates``.
         Each unique frame is decoded once (``decode_errors`` of them failed and arrive as
-        :class:`FrameError`) and put on the ``recv()`` queue, counted in ``delivered``
+        :class:`UndecodableFrame`) and put on the ``recv()`` queue, counted in ``delivered``
         (with ``snapshot_only``, stream updates only update the snapshot). ``dropped``
         counts what ``drop_oldest`` evicted from that queue, so at a quiet moment
-        ``delivered`` == messages read + ``dropped`` + ``queue_depth``.
+        ``delivered`` == messages read + ``dropped`` + ``queue_depth``. The copies of an
+        answer to a subscribe/unsubscribe request that other connections bring count as
+        ``duplicates``; ``awaiting_answers`` counts requests sent and not yet answered,
+        ``subscriptions_refused`` the subscriptions the server refused (and the client
+        forgot).
         """
         core = self._core
         d = core.dedup
@@ -568,6 +583,7 @@ class LazerClient:
             "dedup_cache_size": d.cache_size,
             "subscriptions": len(core.subscriptions),
             "subscriptions_refused": core.subscriptions.refused,
+            "awaiting_answers": core.subscriptions.awaiting_answers(),
             "closed": core.closed,
         }
 

@@ -217,10 +217,26 @@ def is_loopback(host: str) -> bool:
 
 
 def rest_url_for(stream_endpoint: str) -> str:
-    """The REST base URL of a stream endpoint: same host, ``https``/``http``, no path."""
+    """The REST base URL of a stream endpoint: same host and port, ``https``/``http``, no
+    path (production serves REST on the stream hosts; the simulator answers REST on its
+    stream port too, so a client pointed at it finds REST with no extra setting)."""
     parts = urlsplit(stream_endpoint)
     scheme = "https" if parts.scheme == "wss" else "http"
     return urlunsplit((scheme, parts.netloc, "", "", ""))
+
+
+def rest_urls(
+    endpoints: Sequence[str], rest_url: str | None = None, history_url: str | None = None
+) -> tuple[str, str]:
+    """The REST and catalogue base URLs ``(rest_url, history_url)`` of a client of
+    ``endpoints``: the given ones; else production's for the production endpoints; else
+    derived from the first endpoint (:func:`rest_url_for`), the catalogue at the same place."""
+    production = tuple(endpoints) == DEFAULT_ENDPOINTS
+    if rest_url is None:
+        rest_url = DEFAULT_REST_URL if production else rest_url_for(endpoints[0])
+    if history_url is None:
+        history_url = DEFAULT_HISTORY_URL if production else rest_url
+    return rest_url, history_url
 
 
 def check_url(url: str, what: str, secure: str, plain: str, allow_insecure: bool) -> str:
@@ -285,7 +301,7 @@ class ClientConfig:
             raise InvalidRequestError("endpoints: at least one endpoint must be given")
         eps = tuple(check_endpoint(e, bool(self.allow_insecure)) for e in eps)
         _set(self, "endpoints", eps)
-        _set(self, "token", _resolve_token(self.token, eps))
+        _set(self, "token", resolve_token(self.token, eps))
         _count(self.num_connections, "num_connections", MAX_CONNECTIONS)
         for name in ("timeout", "dedup_ttl", "start_timeout"):
             _set(self, name, _seconds(getattr(self, name), name))
@@ -312,13 +328,9 @@ class ClientConfig:
             raise InvalidRequestError("on_all_down: must be callable")
         for name in ("allow_insecure", "snapshot_only"):
             _set(self, name, bool(getattr(self, name)))
-        production = eps == DEFAULT_ENDPOINTS
-        rest_url = self.rest_url
-        if rest_url is None:
-            rest_url = DEFAULT_REST_URL if production else rest_url_for(eps[0])
-        if self.history_url is None:
-            _set(self, "history_url", DEFAULT_HISTORY_URL if production else rest_url)
+        rest_url, history_url = rest_urls(eps, self.rest_url, self.history_url)
         _set(self, "rest_url", rest_url)
+        _set(self, "history_url", history_url)
 
     @property
     def secret(self) -> Secret | None:
@@ -332,7 +344,7 @@ class ClientConfig:
         return self.endpoints[connection_index % len(self.endpoints)]
 
 
-def _resolve_token(token: object, endpoints: Sequence[str]) -> Secret | None:
+def resolve_token(token: object, endpoints: Sequence[str]) -> Secret | None:
     """The token argument, else ``$PYTH_LAZER_TOKEN``; optional only for loopback endpoints.
 
     The same rule holds for the library and the command line: a simulator (or any

@@ -132,8 +132,6 @@ class Connection(Worker):
         """The dialer's socket exists: from now on abort() can interrupt it."""
         with self._lock:
             self._sock = sock
-        if self._stop.is_set():  # close() ran before the socket was known
-            _interrupt(sock)
 
     def send_subscribe(self, request: SubscribeRequest, generation: int) -> None:
         """Send a subscription if this connection is open and has not sent it on this socket."""
@@ -277,6 +275,7 @@ class Connection(Worker):
                 timeout=timeout,
                 ssl_context=self._config.ssl_context,
                 on_socket=self._on_socket,
+                cancelled=self._stop.is_set,
             )
         except DeadlineExceeded:
             raise _ConnectionLost(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from cachetools import TTLCache
+from cachetools import Cache, TTLCache
 
 from .buffer import MessageBuffer
 from .errors import ProtocolError
@@ -51,8 +51,6 @@ class UndecodableFrame:
     size: int
     is_text: bool
 
-
-FrameError = UndecodableFrame  # the name before 0.2; kept for the command line's imports
 
 Message: TypeAlias = ServerMessage | UndecodableFrame
 """Everything ``recv()`` can return."""
@@ -94,8 +92,13 @@ class Deduplicator(Worker):
 
     @property
     def cache_size(self) -> int:
-        """Frames currently remembered."""
-        return len(self._seen)
+        """Frames currently remembered (expired ones until the dedup thread's next insert).
+
+        Read from other threads (``stats()``): ``len()`` of a TTLCache expires entries,
+        which would change the cache under the dedup thread's feet (cachetools 8), so
+        this reads the plain count without expiring anything.
+        """
+        return Cache.__len__(self._seen)
 
     def _run(self) -> None:
         get = self._inbound.get

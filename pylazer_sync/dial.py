@@ -3,10 +3,12 @@
 websocket-client's ``WebSocket.connect`` opens the TCP connection itself, inside a call
 that nothing can interrupt: ``close()`` had to wait for the connect timeout (4-5 s
 against a listener whose accept queue is full). Here the socket is created first and
-handed to the caller (``on_socket``), so that ``abort`` can shut it down while it
-connects (on Linux that ends a blocking ``connect()`` at once); TLS is wrapped the same
-way; then websocket-client performs the HTTP upgrade on that socket (its ``socket=``
-option), with its own handshake code. The proxy settings it reads from the environment
+handed to the caller (``on_socket``), and connects without blocking: once the connect
+has been started, the caller's ``cancelled()`` is checked, and from then on shutting the
+socket down (``close()`` does) ends the wait at once. (A blocking ``connect()`` cannot
+be made safe that way: a shutdown that comes just before it starts is lost, and the
+connect then hangs.) TLS is wrapped the same way; then websocket-client performs the
+HTTP upgrade on that socket (its ``socket=`` option), with its own handshake code. The proxy settings it reads from the environment
 still apply: its own helpers resolve the address and open the CONNECT tunnel.
 
 The whole attempt (connect, TLS, upgrade) has one deadline, enforced by the thread
@@ -17,6 +19,9 @@ lines one by one would pass any per-read timeout).
 
 from __future__ import annotations
 
+import errno
+import os
+import selectors
 import socket
 import ssl
 import time
@@ -66,21 +71,23 @@ def dial(
     timeout: float,
     ssl_context: ssl.SSLContext | None,
     on_socket: Callable[[socket.socket], None],
+    cancelled: Callable[[], bool],
 ) -> websocket.WebSocket:
     """Open ``url`` within ``timeout`` seconds and return the open WebSocket.
 
     ``on_socket`` is called with each socket as soon as it exists (the TCP socket, then
-    its TLS wrapper), before anything blocks on it: shutting that socket down from
-    another thread ends the attempt with an ``OSError``. The returned WebSocket's socket
-    has ``timeout`` as its read timeout. Raises :class:`DeadlineExceeded` when the
-    deadline passes, and whatever websocket-client or the socket raise otherwise.
+    its TLS wrapper), before anything blocks on it: whoever sets what ``cancelled()``
+    reads and then shuts that socket down ends the attempt with an ``OSError``. The
+    returned WebSocket's socket has ``timeout`` as its read timeout. Raises
+    :class:`DeadlineExceeded` when the deadline passes, and whatever websocket-client or
+    the socket raise otherwise.
     """
     deadline = time.monotonic() + timeout
     hostname, port, _resource, is_secure = parse_url(url)
     addresses, need_tunnel, auth = _get_addrinfo_list(hostname, port, is_secure, proxy_info())
     if not addresses:
         raise websocket.WebSocketException(f"host not found: {hostname}:{port}")
-    sock = _connect_tcp(addresses, deadline, on_socket)
+    sock = _connect_tcp(addresses, deadline, on_socket, cancelled)
     try:
         if need_tunnel:
             sock.settimeout(_remaining(deadline))
@@ -89,6 +96,8 @@ def dial(
             context = ssl_context or ssl.create_default_context()
             tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
             on_socket(tls)
+            if cancelled():  # a shutdown while it was wrapped went to the old socket
+                raise ConnectionAbortedError("the client is closing")
             tls.settimeout(_remaining(deadline))
             tls.do_handshake()
             sock = tls
@@ -114,7 +123,10 @@ def dial(
 
 
 def _connect_tcp(
-    addresses: list[Any], deadline: float, on_socket: Callable[[socket.socket], None]
+    addresses: list[Any],
+    deadline: float,
+    on_socket: Callable[[socket.socket], None],
+    cancelled: Callable[[], bool],
 ) -> socket.socket:
     """Connect to the first address that accepts, as websocket-client's own ``_open_socket``."""
     error: Exception | None = None
@@ -124,17 +136,39 @@ def _connect_tcp(
         try:
             for option in DEFAULT_SOCKET_OPTION:
                 sock.setsockopt(*option)
-            sock.settimeout(_remaining(deadline))
-            sock.connect(address)
+            _connect_cancellably(sock, address, deadline, cancelled)
             return sock
-        except TimeoutError:
-            sock.close()
-            raise DeadlineExceeded from None
         except OSError as exc:
             sock.close()
+            if isinstance(exc, ConnectionAbortedError):
+                raise
             error = exc
         except BaseException:
             sock.close()
             raise
     assert error is not None
     raise error
+
+
+def _connect_cancellably(
+    sock: socket.socket, address: Any, deadline: float, cancelled: Callable[[], bool]
+) -> None:
+    sock.setblocking(False)
+    code = sock.connect_ex(address)
+    if code not in (0, errno.EINPROGRESS):
+        raise OSError(code, os.strerror(code))
+    # The connect is under way: a shutdown from now on ends the wait below. One that
+    # came before it would be lost, but it follows the cancellation, seen here.
+    if cancelled():
+        raise ConnectionAbortedError("the client is closing")
+    if code == errno.EINPROGRESS:
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_WRITE)
+            if not selector.select(_remaining(deadline)):
+                raise DeadlineExceeded
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
+        if cancelled():
+            raise ConnectionAbortedError("the client is closing")
+    sock.setblocking(True)

@@ -56,6 +56,10 @@ class RestError(LazerError):
     """A REST call failed: the HTTP status and the server's error text are in the message."""
 
 
+class RecordingError(LazerError, OSError):
+    """A recording could not be written (disk full, directory not writable, ...) or read."""
+
+
 class RelayError(LazerError):
     """The relay's store (Redis) failed or refused an operation; the text says which and
     why (never the password)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -42,6 +42,13 @@ Answer = Subscribed | SubscribedWithIgnoredFeeds | Unsubscribed | SubscriptionEr
 ANSWER_TYPES: frozenset[type] = frozenset(
     (Subscribed, SubscribedWithIgnoredFeeds, Unsubscribed, SubscriptionError)
 )
+
+
+# Generations whose delivered answers are remembered, besides the active subscriptions'
+# (always kept): each is one subscribe()/unsubscribe() call, and the copies of its
+# answers arrive within moments; keeping the last few thousand bounds the memory of a
+# program that subscribes and unsubscribes for ever.
+_REMEMBERED_GENERATIONS = 4096
 
 
 class RequestKind(Enum):
@@ -89,9 +96,8 @@ class SubscriptionRegistry:
         # (connection, socket epoch) -> requests sent on that socket, not yet answered.
         self._pending: dict[tuple[int, int], deque[_Sent]] = {}
         self._epochs: dict[int, int] = {}  # newest socket epoch the dedup thread saw
-        # generation -> outcomes already delivered; dropped once nothing refers to it.
-        self._delivered: dict[int, set[_Outcome]] = {}
-        self._references: dict[int, int] = {}  # generation -> pending requests
+        # generation -> outcomes already delivered, for the newest generations.
+        self._delivered: OrderedDict[int, set[_Outcome]] = OrderedDict()
         self.refused = 0
         """Subscriptions the server refused (and that were forgotten)."""
 
@@ -112,9 +118,8 @@ class SubscriptionRegistry:
                     "unsubscribe it first or leave the id out to get a fresh one"
                 )
             assert request.subscription_id is not None
-            generation = next(self._generations)
+            generation = self._new_generation()
             self._active[request.subscription_id] = (request, generation)
-            self._delivered[generation] = set()
             return request, generation
 
     def remove(self, subscription_id: int) -> int:
@@ -123,16 +128,23 @@ class SubscriptionRegistry:
         Raises InvalidRequestError if it is not active.
         """
         with self._lock:
-            try:
-                _request, old = self._active.pop(subscription_id)
-            except KeyError:
+            if self._active.pop(subscription_id, None) is None:
                 raise InvalidRequestError(
                     f"subscription_id: {subscription_id!r} is not an active subscription"
-                ) from None
-            self._release(old)
-            generation = next(self._generations)
-            self._delivered[generation] = set()
-            return generation
+                )
+            return self._new_generation()
+
+    def _new_generation(self) -> int:
+        generation = next(self._generations)
+        self._delivered[generation] = set()
+        if len(self._delivered) > _REMEMBERED_GENERATIONS:
+            # Forget the oldest generation that is not an active subscription's: an
+            # active one must stay, its re-subscriptions are answered at any age.
+            active = {gen for _, gen in self._active.values()}
+            oldest = next((gen for gen in self._delivered if gen not in active), None)
+            if oldest is not None:
+                del self._delivered[oldest]
+        return generation
 
     def snapshot(self) -> list[tuple[SubscribeRequest, int]]:
         """The active subscriptions with their generations, oldest first."""
@@ -154,6 +166,12 @@ class SubscriptionRegistry:
         with self._lock:
             return len(self._active)
 
+    def awaiting_answers(self) -> int:
+        """Requests sent and not answered yet (those of closed sockets until the
+        connection's new socket brings its first frame)."""
+        with self._lock:
+            return sum(len(q) for q in self._pending.values())
+
     # -- the connection threads ------------------------------------------------------------
 
     def sent(
@@ -164,7 +182,6 @@ class SubscriptionRegistry:
             self._pending.setdefault((connection, epoch), deque()).append(
                 _Sent(subscription_id, kind, generation)
             )
-            self._references[generation] = self._references.get(generation, 0) + 1
 
     # -- the dedup thread ------------------------------------------------------------------
 
@@ -192,7 +209,6 @@ class SubscriptionRegistry:
                 if active is not None and active[1] == sent.generation:
                     del self._active[sent.subscription_id]  # refused: never re-sent
                     self.refused += 1
-                    self._release(sent.generation)
             return deliver
 
     def _match(self, connection: int, epoch: int, answer: Answer) -> _Sent | None:
@@ -211,14 +227,11 @@ class SubscriptionRegistry:
                 or (outcome is _Outcome.ACCEPTED and sent.kind is RequestKind.SUBSCRIBE)
                 or (outcome is _Outcome.UNSUBSCRIBED and sent.kind is RequestKind.UNSUBSCRIBE)
             ):
-                keep: deque[_Sent] = deque()
-                for i, other in enumerate(queue):
-                    if i < index and other.subscription_id == sub_id:
-                        self._unreference(other.generation)
-                    elif i != index:
-                        keep.append(other)
-                self._pending[(connection, epoch)] = keep
-                self._unreference(sent.generation)
+                self._pending[(connection, epoch)] = deque(
+                    other
+                    for i, other in enumerate(queue)
+                    if i > index or (i < index and other.subscription_id != sub_id)
+                )
                 return sent
         return None
 
@@ -229,19 +242,4 @@ class SubscriptionRegistry:
             return
         self._epochs[connection] = epoch
         for key in [k for k in self._pending if k[0] == connection and k[1] < epoch]:
-            for sent in self._pending.pop(key):
-                self._unreference(sent.generation)
-
-    def _unreference(self, generation: int) -> None:
-        count = self._references.get(generation, 0) - 1
-        if count > 0:
-            self._references[generation] = count
-            return
-        self._references.pop(generation, None)
-        if not any(gen == generation for _, gen in self._active.values()):
-            self._delivered.pop(generation, None)
-
-    def _release(self, generation: int) -> None:
-        """A generation stopped being active: forget it once no request refers to it."""
-        if generation not in self._references:
-            self._delivered.pop(generation, None)
+            del self._pending[key]
