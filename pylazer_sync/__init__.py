@@ -22,6 +22,7 @@ from .errors import (
     RelayStreamError,
     RestError,
     SignatureError,
+    SimulatorError,
 )
 from .protocol import (
     Channel,
@@ -82,6 +83,7 @@ __all__ = [
     "RestError",
     "ServerError",
     "SignatureError",
+    "SimulatorError",
     "StreamUpdate",
     "SubscribeRequest",
     "Subscribed",

@@ -52,6 +52,11 @@ class RecvTimeout(LazerError, TimeoutError):
     """``recv()`` waited for the given timeout and no message arrived."""
 
 
+class SimulatorError(LazerError, RuntimeError):
+    """The local simulator cannot do what was asked (already running, not running, or a
+    blocking call from its own event loop thread)."""
+
+
 class RestError(LazerError):
     """A REST call failed: the HTTP status and the server's error text are in the message."""
 

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
-from ..errors import ProtocolError, RecordingError
+from ..errors import InvalidRequestError, ProtocolError, RecordingError
 from ..protocol import (
     DeliveryFormat,
     EvmMessage,
@@ -324,7 +324,7 @@ class ReplayService:
         self, replay: Replay, catalogue: Catalogue, speed: float | None, loop: bool
     ) -> None:
         if speed is not None and not speed > 0:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"replay speed must be > 0 or None (as fast as possible), got {speed!r}"
             )
         self.replay = replay

@@ -109,21 +109,29 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
-            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz!r}")
+            raise InvalidRequestError(f"rate_hz must be > 0, got {self.rate_hz!r}")
         if self.ping_interval is not None and not self.ping_interval > 0:
-            raise ValueError(f"ping_interval must be > 0 or None, got {self.ping_interval!r}")
+            raise InvalidRequestError(
+                f"ping_interval must be > 0 or None, got {self.ping_interval!r}"
+            )
         if self.flood_rate_hz is not None and not self.flood_rate_hz > 0:
-            raise ValueError(f"flood_rate_hz must be > 0 or None, got {self.flood_rate_hz!r}")
+            raise InvalidRequestError(
+                f"flood_rate_hz must be > 0 or None, got {self.flood_rate_hz!r}"
+            )
         if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size!r}")
+            raise InvalidRequestError(f"queue_size must be >= 1, got {self.queue_size!r}")
         if self.flood_ring < 1:
-            raise ValueError(f"flood_ring must be >= 1, got {self.flood_ring!r}")
+            raise InvalidRequestError(f"flood_ring must be >= 1, got {self.flood_ring!r}")
         if self.flood_max_lead is not None and self.flood_max_lead < 1:
-            raise ValueError(f"flood_max_lead must be >= 1 or None, got {self.flood_max_lead!r}")
+            raise InvalidRequestError(
+                f"flood_max_lead must be >= 1 or None, got {self.flood_max_lead!r}"
+            )
         if self.flood_chunk_bytes < 1:
-            raise ValueError(f"flood_chunk_bytes must be >= 1, got {self.flood_chunk_bytes!r}")
+            raise InvalidRequestError(
+                f"flood_chunk_bytes must be >= 1, got {self.flood_chunk_bytes!r}"
+            )
         if self.flood_stamp not in FLOOD_STAMPS:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"flood_stamp must be one of {', '.join(FLOOD_STAMPS)}, got {self.flood_stamp!r}"
             )
 
@@ -512,7 +520,7 @@ class SimulatorServer:
         for conn_id in conn_ids:
             conn = self.connections.get(conn_id)
             if conn is None:
-                raise ValueError(f"no open connection with id {conn_id}")
+                raise InvalidRequestError(f"no open connection with id {conn_id}")
             out.append(conn)
         return out
 
@@ -563,7 +571,7 @@ class SimulatorServer:
     def delay(self, conn_ids: Iterable[int] | None, seconds: float) -> int:
         """Hold back every frame of these connections by ``seconds`` (0 ends it)."""
         if seconds < 0:
-            raise ValueError(f"delay must be >= 0 seconds, got {seconds!r}")
+            raise InvalidRequestError(f"delay must be >= 0 seconds, got {seconds!r}")
         targets = self._targets(conn_ids)
         for conn in targets:
             conn.delay = seconds
@@ -573,7 +581,7 @@ class SimulatorServer:
         """Refuse new connections: ``close`` stops listening (clients get "connection
         refused"), ``503`` answers the upgrade with HTTP 503. Open connections stay."""
         if mode not in ("close", "503"):
-            raise ValueError(f"mode must be 'close' or '503', not {mode!r}")
+            raise InvalidRequestError(f"mode must be 'close' or '503', not {mode!r}")
         if self._reopen_task is not None:
             self._reopen_task.cancel()
             self._reopen_task = None
@@ -615,7 +623,7 @@ class SimulatorServer:
         """Replace the ticks with a flood: as fast as each connection takes them (or at
         ``rate_hz`` per subscription), frames with distinct timestamps (see flood.py)."""
         if self.replay is not None:
-            raise ValueError("a replaying simulator serves its recording: no flood mode")
+            raise InvalidRequestError("a replaying simulator serves its recording: no flood mode")
         settings = self.settings
         flood = Flood(
             self.encoder,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from ..errors import InvalidRequestError, SimulatorError
 from ..protocol import Signer
 from .connection import ConnectionInfo
 from .faults import GarbageKind
@@ -107,9 +108,9 @@ class Simulator:
         replay_loop: bool = False,
     ) -> None:
         if replay is not None and flood:
-            raise ValueError("a replaying simulator serves its recording: no flood mode")
+            raise InvalidRequestError("a replaying simulator serves its recording: no flood mode")
         if replay_speed is not None and not replay_speed > 0:
-            raise ValueError(f"replay_speed must be > 0 or None, got {replay_speed!r}")
+            raise InvalidRequestError(f"replay_speed must be > 0 or None, got {replay_speed!r}")
         self._settings = ServerSettings(
             host=host,
             port=port,
@@ -230,7 +231,7 @@ class Simulator:
         Raises ``OSError`` if the port cannot be bound, ``RuntimeError`` if already running.
         """
         if self.running:
-            raise RuntimeError("the simulator is already running")
+            raise SimulatorError("the simulator is already running")
         ready = threading.Event()
         failure: list[BaseException] = []
         settings = self._replace_ports()
@@ -299,7 +300,7 @@ class Simulator:
                 loop.call_soon_threadsafe(stop_event.set)
         thread.join(timeout)
         if thread.is_alive():
-            raise RuntimeError(f"the simulator thread did not stop within {timeout} s")
+            raise SimulatorError(f"the simulator thread did not stop within {timeout} s")
         self._thread = self._loop = self._server = self._stop_event = None
 
     def restart(self) -> None:
@@ -325,9 +326,9 @@ class Simulator:
     def _loop_and_server(self) -> tuple[asyncio.AbstractEventLoop, SimulatorServer]:
         loop, server = self._loop, self._server
         if loop is None or server is None or not self.running:
-            raise RuntimeError("the simulator is not running")
+            raise SimulatorError("the simulator is not running")
         if threading.current_thread() is self._thread:
-            raise RuntimeError("Simulator methods block: call them from another thread")
+            raise SimulatorError("Simulator methods block: call them from another thread")
         return loop, server
 
     def _call(self, fn: Callable[[SimulatorServer], _T]) -> _T:
