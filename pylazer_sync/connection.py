@@ -23,15 +23,13 @@ import websocket
 from . import transport
 from .config import BackoffTimer, ClientConfig
 from .dial import DeadlineExceeded, dial
-from .pipeline import Frame, Inbound, InboundItem
+from .pipeline import Inbound, InboundItem
 from .protocol import SubscribeRequest, UnsubscribeRequest
 from .subscriptions import RequestKind, SubscriptionRegistry
 from .worker import Worker
 
 logger = logging.getLogger("pylazer_sync")
 
-_OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
-_OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
 _OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
 _PUT_SLICE = 0.25
 # A batch is handed over when the socket has no more bytes ready (so a frame never waits
@@ -320,51 +318,40 @@ class Connection(Worker):
             pass
 
     def _read_until_lost(self, ws: websocket.WebSocket) -> None:
-        """Read frames until the socket fails, stalls past the timeout, or the client stops."""
+        """Read frames until the socket fails, stalls past the timeout, or the client stops.
+
+        Frames come in batches (see :class:`transport.FrameReader`), each handed on as it
+        is: the per-frame work here is none, so the counters are updated per batch. A
+        batch is always complete before the reader waits for the network again, so no
+        frame waits for network I/O.
+        """
         index = self.index
         epoch = self._epoch
-        batch: list[Frame] = []
-
-        def flush() -> None:
-            nonlocal batch
-            if batch:
-                self._push((index, epoch, batch))
-                batch = []
-
-        next_message = transport.install(ws, self._config.max_frame_size, flush)
-        max_size = self._config.max_frame_size
+        timeout = self._config.timeout
+        read_batch = transport.FrameReader(ws, self._config.max_frame_size, MAX_BATCH).read_batch
+        push = self._push
+        monotonic = time.monotonic
         stop = self._stop
-        try:
-            while not stop.is_set():
-                try:
-                    opcode, data = next_message()
-                except websocket.WebSocketTimeoutException:
-                    raise _ConnectionLost(
-                        f"no frame for {self._config.timeout} s (not even a ping): connection stalled"
-                    ) from None
-                except websocket.WebSocketConnectionClosedException:
-                    raise _ConnectionLost("connection closed by the peer") from None
-                except transport.FrameTooLarge as exc:
-                    raise _ConnectionLost(str(exc)) from None
-                except OSError as exc:
-                    raise _ConnectionLost(f"socket error: {exc}") from None
-                self.last_frame_at = time.monotonic()  # any frame, pings included, proves life
-                if opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
-                    size = len(data)
-                    if size > max_size:  # fragments joined past the limit
-                        raise _ConnectionLost(
-                            f"a message of {size} bytes exceeds max_frame_size {max_size}"
-                        )
-                    self.frames += 1
-                    self.bytes += size
-                    batch.append((opcode == _OPCODE_TEXT, data))
-                    if len(batch) >= MAX_BATCH:
-                        flush()
-                elif opcode == _OPCODE_CLOSE:
-                    raise _ConnectionLost("the server closed the connection")
-        finally:
-            # Frames read before a failure are real data: deliver them too.
-            flush()
+        while not stop.is_set():
+            try:
+                frames, size, control = read_batch()
+            except websocket.WebSocketTimeoutException:
+                raise _ConnectionLost(
+                    f"no frame for {timeout} s (not even a ping): connection stalled"
+                ) from None
+            except websocket.WebSocketConnectionClosedException:
+                raise _ConnectionLost("connection closed by the peer") from None
+            except transport.FrameTooLarge as exc:
+                raise _ConnectionLost(str(exc)) from None
+            except OSError as exc:
+                raise _ConnectionLost(f"socket error: {exc}") from None
+            self.last_frame_at = monotonic()  # any frame, pings included, proves life
+            if frames:
+                self.frames += len(frames)
+                self.bytes += size
+                push((index, epoch, frames))
+            elif control is not None and control[0] == _OPCODE_CLOSE:
+                raise _ConnectionLost("the server closed the connection")
 
     def _push(self, item: InboundItem) -> None:
         try:
