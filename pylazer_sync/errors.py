@@ -63,3 +63,23 @@ class RestError(LazerError):
 
 class RecordingError(LazerError, OSError):
     """A recording could not be written (disk full, directory not writable, ...) or read."""
+
+
+class RelayError(LazerError):
+    """The relay's store (Redis) failed or refused an operation; the text says which and
+    why (never the password)."""
+
+
+class RelayConnectError(RelayError, ConnectError):
+    """The relay's store could not be reached (at start, within the start timeout), or its
+    TLS certificate did not verify."""
+
+
+class RelayAuthError(RelayError, AuthenticationError):
+    """The relay's store refused the credentials (Redis AUTH: wrong password or ACL user)
+    or the ACL user lacks a permission the relay needs."""
+
+
+class RelayStreamError(RelayError):
+    """The stream key holds something else: another key type, or entries this library did
+    not write."""

@@ -1,6 +1,6 @@
 """The ``pylazer-sync`` command (also ``python -m pylazer_sync``).
 
-One module per command (``stream``, ``demo``, ``simulate``, ``symbols``, ``latest``), each
+One module per command (``stream``, ``relay``, ``demo``, ``simulate``, ``symbols``, ``latest``), each
 with a ``register`` and a ``run`` (see :mod:`.command` for adding one); the option groups
 they share are in :mod:`.options`, argument types in :mod:`.argtypes`, what they print in
 :mod:`.output`, ``--verify`` in :mod:`.verify`, exit statuses in :mod:`.exits`. This
@@ -33,7 +33,7 @@ from ..errors import (
     ProtocolError,
     RestError,
 )
-from . import demo, latest, simulate, stream, symbols
+from . import demo, latest, relay, simulate, stream, symbols
 from .command import Command, Context, LogGate
 from .exits import (
     EPILOG,
@@ -55,6 +55,7 @@ __all__ = ["COMMANDS", "EXIT_CODES", "Verifier", "build_parser", "main"]
 
 COMMANDS: Final[tuple[Command, ...]] = (
     stream.COMMAND,
+    relay.COMMAND,
     demo.COMMAND,
     simulate.COMMAND,
     symbols.COMMAND,

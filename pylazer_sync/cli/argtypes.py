@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import re
 from urllib.parse import urlsplit
 
 from ..protocol import Format, Property
@@ -120,3 +121,18 @@ def timestamp_us(text: str) -> int:
         when = when.replace(tzinfo=_dt.timezone.utc)
     epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
     return (when - epoch) // _dt.timedelta(microseconds=1)
+
+
+def start_position(text: str) -> str | _dt.datetime:
+    """Where a ``--from-redis`` reader starts: ``$``, ``0``, an entry id, or a time."""
+    if text == "$" or re.fullmatch(r"\d+-\d+|0", text):
+        return text
+    try:
+        return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(
+            microseconds=timestamp_us(text)
+        )
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected $ (new updates), 0 (all the stream holds), an entry id "
+            "(1700000000000-0) or an ISO 8601 time"
+        ) from None

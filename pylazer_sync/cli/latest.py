@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """One REST call, printed (and verified) as ``stream`` prints an update."""
     rest = rest_client(args, "prices")
     request = subscribe_request(args)
-    attrs = columns(request)
+    attrs = columns(request.properties)
     update = rest.latest_price(request) if args.at is None else rest.price(args.at, request)
     verifier = Verifier(args.trusted_signer, sys.stderr) if args.verify else None
     table = None

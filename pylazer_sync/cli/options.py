@@ -7,7 +7,8 @@ spelled, defaulted and documented once for every command that takes it.
 from __future__ import annotations
 
 import argparse
-from typing import Final, Literal
+import os
+from typing import Final, Literal, TypedDict
 
 from ..config import (
     DEFAULT_ENDPOINTS,
@@ -93,10 +94,12 @@ def rest_options() -> Parser:
     return parent
 
 
-def subscription_options(stream: bool) -> Parser:
-    """What to ask for and how to show it (``stream`` adds ``--delivery``)."""
+def subscription_options(stream: bool, show: bool = True, required: bool = True) -> Parser:
+    """What to ask for and (``show``) how to show it (``stream`` adds ``--delivery``).
+    ``required=False`` leaves checking for ``--feeds``/``--symbols`` to the command
+    (``stream --from-redis`` needs neither)."""
     parent = Parser(add_help=False)
-    which = parent.add_mutually_exclusive_group(required=True)
+    which = parent.add_mutually_exclusive_group(required=required)
     which.add_argument(
         "--feeds",
         type=argtypes.feed_ids,
@@ -138,6 +141,13 @@ def subscription_options(stream: bool) -> Parser:
             default=DeliveryFormat.JSON.value,
             help="JSON text frames or binary frames (default: %(default)s)",
         )
+    if show:
+        show_options(parent)
+    return parent
+
+
+def show_options(parent: Parser) -> None:
+    """How to show what arrives: ``--verify``, ``--trusted-signer``, ``--output``."""
     parent.add_argument(
         "--verify",
         action="store_true",
@@ -160,15 +170,15 @@ def subscription_options(stream: bool) -> Parser:
         help="a readable table, or one JSON object per update (replayable with "
         "pylazer_sync.frames.read_jsonl) (default: %(default)s)",
     )
-    return parent
 
 
 def subscribe_request(args: argparse.Namespace, delivery: str = "json") -> SubscribeRequest:
     """The request the subscription options describe."""
     formats = args.formats
+    verify = getattr(args, "verify", False)
     if formats is None:
-        formats = ["solana"] if args.verify else []
-    if args.trusted_signer and not args.verify:
+        formats = ["solana"] if verify else []
+    if getattr(args, "trusted_signer", None) and not verify:
         raise CliError("--trusted-signer needs --verify", EXIT_USAGE)
     return SubscribeRequest(
         price_feed_ids=args.feeds,
@@ -188,3 +198,51 @@ def rest_client(args: argparse.Namespace, calls: Literal["prices", "catalogue"])
     rest_url, history_url = rest_urls(endpoints, args.rest_url, args.history_url)
     token = resolve_token(args.token, [rest_url if calls == "prices" else history_url])
     return RestClient(token, rest_url=rest_url, history_url=history_url, timeout=args.timeout)
+
+
+REDIS_PASSWORD_ENV_VAR: Final = "PYLAZER_REDIS_PASSWORD"
+
+
+def redis_options(url_option: str, url_default: str | None) -> Parser:
+    """Which Redis stream (``relay``, ``stream --from-redis``): the URL option, ``--stream``,
+    ``--redis-user``, ``--redis-ca-file``; the password comes from the URL or from
+    ``$PYLAZER_REDIS_PASSWORD`` (a command line is visible to other users)."""
+    from ..relay.store import DEFAULT_STREAM  # no redis import: the store module is neutral
+
+    parent = Parser(add_help=False)
+    parent.add_argument(
+        url_option,
+        default=url_default,
+        metavar="URL",
+        help="Redis: redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH"
+        + (" (default: %(default)s)" if url_default else "")
+        + f"; the password from ${REDIS_PASSWORD_ENV_VAR} or the URL",
+    )
+    parent.add_argument(
+        "--stream",
+        default=DEFAULT_STREAM,
+        metavar="NAME",
+        help="the Redis stream key (default: %(default)s)",
+    )
+    parent.add_argument("--redis-user", metavar="USER", help="Redis ACL user (or in the URL)")
+    parent.add_argument(
+        "--redis-ca-file",
+        metavar="PATH",
+        help="CA certificates to verify a rediss:// server with (default: the system's)",
+    )
+    return parent
+
+
+class RedisSettings(TypedDict):
+    redis_password: str | None
+    redis_username: str | None
+    redis_ca_file: str | None
+
+
+def redis_settings(args: argparse.Namespace) -> RedisSettings:
+    """The Redis keywords of ``Relay`` and ``RelayConsumer`` from the options above."""
+    return {
+        "redis_password": os.environ.get(REDIS_PASSWORD_ENV_VAR) or None,
+        "redis_username": args.redis_user,
+        "redis_ca_file": args.redis_ca_file,
+    }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ..errors import LazerError
 from ..frames import update_to_jsonl_obj
-from ..protocol import FeedUpdate, Property, StreamUpdate, SubscribeRequest
+from ..protocol import FeedUpdate, Property, StreamUpdate
 from ..protocol.types import PRICE_LIKE_ATTRS, PROPERTY_ATTRS
 from ..rest import SymbolInfo
 
@@ -147,10 +147,10 @@ def print_jsonl(out: TextIO, obj: Any) -> None:
     print(json.dumps(obj, separators=(",", ":")), file=out, flush=True)
 
 
-def columns(request: SubscribeRequest) -> list[str]:
-    """The table's value columns for a request: its properties, in snake_case."""
-    attrs = [PROPERTY_ATTRS[p] for p in request.properties]
-    if Property.EXPONENT not in request.properties:
+def columns(properties: Sequence[Property]) -> list[str]:
+    """The table's value columns for a request's properties, in snake_case."""
+    attrs = [PROPERTY_ATTRS[p] for p in properties]
+    if Property.EXPONENT not in properties:
         print(
             "note: 'exponent' is not among the properties, so prices are raw mantissas",
             file=sys.stderr,

@@ -17,12 +17,16 @@ from ..protocol import (
     SubscribedWithIgnoredFeeds,
     SubscriptionError,
 )
+from ..protocol.types import PROPERTY_BY_NAME
+from ..relay import RelayConsumer
 from . import argtypes
 from .command import Command, Context, Subcommands
 from .exits import EPILOG, EXIT_OK, EXIT_SIGNATURE, EXIT_USAGE, CliError
 from .options import (
     common_options,
     connection_options,
+    redis_options,
+    redis_settings,
     subscribe_request,
     subscription_options,
 )
@@ -34,12 +38,30 @@ def register(commands: Subcommands) -> None:
     """Add ``stream`` and its options."""
     parser = commands.add_parser(
         "stream",
-        parents=[common_options(), connection_options(), subscription_options(stream=True)],
+        parents=[
+            common_options(),
+            connection_options(),
+            subscription_options(stream=True, required=False),
+            redis_options("--from-redis", None),
+        ],
         help="print or record live updates",
         description="Subscribe on redundant connections and print each update once, as a "
-        "table or as JSON lines, until --count updates, --seconds, or Ctrl-C.",
+        "table or as JSON lines, until --count updates, --seconds, or Ctrl-C. With "
+        "--from-redis, read the updates a 'pylazer-sync relay' appends to a Redis stream "
+        "instead (--feeds then filters; the relay's subscription decides what arrives).",
         epilog=EPILOG,
     )
+    parser.add_argument(
+        "--start",
+        type=argtypes.start_position,
+        default="$",
+        metavar="POSITION",
+        help="with --from-redis: $ (new updates, the default), 0 (all the stream holds), "
+        "an entry id, or an ISO 8601 time",
+    )
+    # argparse cannot require "--feeds or --symbols, unless --from-redis": run() checks,
+    # and says so as argparse would.
+    parser.set_defaults(usage_error=parser.error)
     parser.add_argument(
         "--connections",
         type=argtypes.positive_int,
@@ -71,24 +93,47 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Stream until ``--count``, ``--seconds`` or Ctrl-C."""
     # --seconds bounds the whole run, connecting included: it is a wall-clock budget.
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
-    request = subscribe_request(args, args.delivery)
-    attrs = columns(request)
+    start_timeout = min(args.connect_timeout, args.seconds or args.connect_timeout)
     verifier = Verifier(args.trusted_signer, sys.stderr) if args.verify else None
-    client = LazerClient(
-        args.token,  # None: $PYTH_LAZER_TOKEN, or none at all for endpoints on this machine
-        endpoints=args.endpoint or DEFAULT_ENDPOINTS,
-        num_connections=args.connections,
-        start_timeout=min(args.connect_timeout, args.seconds or args.connect_timeout),
-    )
+    client: LazerClient | RelayConsumer
+    if args.from_redis is not None:
+        # The same loop reads a relay's stream: RelayConsumer has the client's interface.
+        if args.symbols:
+            args.usage_error("with --from-redis, filter by --feeds (ids), not --symbols")
+        request = None
+        attrs = columns([PROPERTY_BY_NAME[p] for p in args.properties])
+        client = RelayConsumer(
+            args.from_redis,
+            args.stream,
+            args.start,
+            feed_ids=args.feeds,
+            start_timeout=start_timeout,
+            **redis_settings(args),
+        )
+    else:
+        if args.feeds is None and args.symbols is None:
+            args.usage_error("one of the arguments --feeds --symbols is required (or --from-redis)")
+        request = subscribe_request(args, args.delivery)
+        attrs = columns(request.properties)
+        client = LazerClient(
+            args.token,  # None: $PYTH_LAZER_TOKEN, or none at all for endpoints on this machine
+            endpoints=args.endpoint or DEFAULT_ENDPOINTS,
+            num_connections=args.connections,
+            start_timeout=start_timeout,
+        )
     received = 0
     try:
         client.start()
         ctx.connected()
         table = None
         if args.output == "table":
-            names = symbol_names(client.symbols, args.symbols) if args.symbols else None
+            names = None
+            if args.symbols and isinstance(client, LazerClient):
+                names = symbol_names(client.symbols, args.symbols)
             table = Table(sys.stdout, attrs, names)
-        sub_id = client.subscribe(request)
+        sub_id = None
+        if request is not None and isinstance(client, LazerClient):
+            sub_id = client.subscribe(request)
         while args.count is None or received < args.count:
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
