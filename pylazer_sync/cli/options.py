@@ -66,6 +66,26 @@ def connection_options() -> Parser:
     return parent
 
 
+def client_options() -> Parser:
+    """How the client connects: ``--connections``, ``--connect-timeout``."""
+    parent = Parser(add_help=False)
+    parent.add_argument(
+        "--connections",
+        type=argtypes.positive_int,
+        default=4,
+        metavar="N",
+        help="redundant connections, spread over the endpoints (default: %(default)s)",
+    )
+    parent.add_argument(
+        "--connect-timeout",
+        type=argtypes.positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up (exit 4) if no connection opens in time (default: %(default)s)",
+    )
+    return parent
+
+
 def rest_options() -> Parser:
     """Where the REST calls go: ``--rest-url``, ``--history-url``, ``--timeout``."""
     parent = Parser(add_help=False)
@@ -93,8 +113,8 @@ def rest_options() -> Parser:
     return parent
 
 
-def subscription_options(stream: bool) -> Parser:
-    """What to ask for and how to show it (``stream`` adds ``--delivery``)."""
+def subscription_options(stream: bool, show: bool = True) -> Parser:
+    """What to ask for and (``show``) how to show it (``stream`` adds ``--delivery``)."""
     parent = Parser(add_help=False)
     which = parent.add_mutually_exclusive_group(required=True)
     which.add_argument(
@@ -138,6 +158,13 @@ def subscription_options(stream: bool) -> Parser:
             default=DeliveryFormat.JSON.value,
             help="JSON text frames or binary frames (default: %(default)s)",
         )
+    if show:
+        show_options(parent)
+    return parent
+
+
+def show_options(parent: Parser) -> None:
+    """How to show what arrives: ``--verify``, ``--trusted-signer``, ``--output``."""
     parent.add_argument(
         "--verify",
         action="store_true",
@@ -160,15 +187,15 @@ def subscription_options(stream: bool) -> Parser:
         help="a readable table, or one JSON object per update (replayable with "
         "pylazer_sync.frames.read_jsonl) (default: %(default)s)",
     )
-    return parent
 
 
 def subscribe_request(args: argparse.Namespace, delivery: str = "json") -> SubscribeRequest:
     """The request the subscription options describe."""
     formats = args.formats
+    verify = getattr(args, "verify", False)
     if formats is None:
-        formats = ["solana"] if args.verify else []
-    if args.trusted_signer and not args.verify:
+        formats = ["solana"] if verify else []
+    if getattr(args, "trusted_signer", None) and not verify:
         raise CliError("--trusted-signer needs --verify", EXIT_USAGE)
     return SubscribeRequest(
         price_feed_ids=args.feeds,
