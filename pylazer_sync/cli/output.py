@@ -184,9 +184,10 @@ def size(n: int) -> str:
 
 def _columns(out: TextIO) -> int:
     try:
-        return os.get_terminal_size(out.fileno()).columns
+        columns = os.get_terminal_size(out.fileno()).columns
     except (AttributeError, OSError, ValueError):
-        return 80
+        columns = 0
+    return columns or 80  # 0: a terminal that does not say its size
 
 
 class StatusLine:
