@@ -129,6 +129,10 @@ class _Worker(threading.Thread):
         self._subscription_id = subscription_id
         self.stopping = threading.Event()
         """Set by the main thread before it closes the client: ``ClientClosed`` is the stop."""
+        self.done = threading.Event()
+        """Set when the loop has ended: the recorder is the main thread's from then on.
+        (Not ``join()``/``is_alive()``: on Python 3.11, a ``join()`` interrupted by Ctrl-C
+        can mark a thread that still runs as stopped.)"""
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -145,6 +149,8 @@ class _Worker(threading.Thread):
                 self.error = exc
         except BaseException as exc:  # raised again in the main thread
             self.error = exc
+        finally:
+            self.done.set()
 
     def _on_message(self, message: Any) -> None:
         if isinstance(message, SubscriptionError) and message.subscription_id == (
@@ -257,25 +263,25 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         status.started = time.monotonic()
         worker.start()
         try:
-            worker.join()  # Ctrl-C and SIGTERM interrupt this wait, never the recorder
+            worker.done.wait()  # Ctrl-C and SIGTERM interrupt this wait, never the recorder
         finally:
             status.ended = time.monotonic()
             worker.stopping.set()
             client.close()  # ends the recorder's wait for updates at once
-            worker.join()
+            worker.done.wait()
         if worker.error is not None:
             raise worker.error
     except KeyboardInterrupt:  # Ctrl-C, or Terminated (SIGTERM): finish, sum up, then end
         client.close()
         status.clear()
-        if worker is None or not worker.is_alive():
+        if worker is None or worker.done.is_set():
             recorder.close()
             status.summary(files_before)
         raise
     except BaseException:
         client.close()
         status.clear()
-        if worker is None or not worker.is_alive():
+        if worker is None or worker.done.is_set():
             # Keep what was recorded before the failure (a failed recorder only unlocks).
             with contextlib.suppress(RecordingError):
                 recorder.close()
