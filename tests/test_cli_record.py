@@ -265,6 +265,15 @@ def test_an_unwritable_directory_is_one_line_and_exit_6(
     assert_one_error_line(result.stderr, "another recorder", str(busy))
 
 
+def test_no_token_for_a_remote_endpoint_fails_before_touching_the_disk(tmp_path: Path) -> None:
+    directory = tmp_path / "rec"
+    result = cli("record", "--endpoint", "wss://lazer.example.com/v1/stream", "--feeds", "1",
+                 "--output", str(directory))  # fmt: skip
+    assert result.returncode == 2
+    assert_one_error_line(result.stderr, "no access token")
+    assert not directory.exists()
+
+
 # Runs the command line with a file size limit (a disk that fills up): a write past the
 # limit fails with EFBIG instead of the process being killed by SIGXFSZ.
 _LIMITED_CLI = (

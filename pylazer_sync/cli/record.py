@@ -231,6 +231,13 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     # --seconds bounds the whole run, connecting included: it is a wall-clock budget.
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     request = subscribe_request(args, args.delivery)
+    # Checks its settings (a token for remote endpoints) but connects only at start().
+    client = LazerClient(
+        args.token,  # None: $PYTH_LAZER_TOKEN, or none at all for endpoints on this machine
+        endpoints=args.endpoint or DEFAULT_ENDPOINTS,
+        num_connections=args.connections,
+        start_timeout=min(args.connect_timeout, args.seconds or args.connect_timeout),
+    )
     # Before any connection: a missing pyarrow or an unwritable directory fails at once.
     recorder = ParquetRecorder(
         args.output,
@@ -247,12 +254,6 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             file=sys.stderr,
         )
     status = _Status(recorder)
-    client = LazerClient(
-        args.token,  # None: $PYTH_LAZER_TOKEN, or none at all for endpoints on this machine
-        endpoints=args.endpoint or DEFAULT_ENDPOINTS,
-        num_connections=args.connections,
-        start_timeout=min(args.connect_timeout, args.seconds or args.connect_timeout),
-    )
     worker: _Worker | None = None
     try:
         client.start()
