@@ -1,10 +1,10 @@
 """The ``pylazer-sync`` command (also ``python -m pylazer_sync``).
 
-One module per command (``stream``, ``relay``, ``demo``, ``simulate``, ``symbols``, ``latest``), each
-with a ``register`` and a ``run`` (see :mod:`.command` for adding one); the option groups
-they share are in :mod:`.options`, argument types in :mod:`.argtypes`, what they print in
-:mod:`.output`, ``--verify`` in :mod:`.verify`, exit statuses in :mod:`.exits`. This
-package is the one place in the library that prints.
+One module per command (``stream``, ``record``, ``relay``, ``demo``, ``simulate``, ``symbols``,
+``latest``), each with a ``register`` and a ``run`` (see :mod:`.command` for adding one);
+the option groups they share are in :mod:`.options`, argument types in :mod:`.argtypes`,
+what they print in :mod:`.output`, ``--verify`` in :mod:`.verify`, exit statuses in
+:mod:`.exits`. This package is the one place in the library that prints.
 
 Every expected failure ends in one line on standard error, ``pylazer-sync: error: ...``,
 and an exit status a script can test (:data:`EXIT_CODES`); a traceback means a bug. The
@@ -33,7 +33,7 @@ from ..errors import (
     ProtocolError,
     RestError,
 )
-from . import demo, latest, relay, simulate, stream, symbols
+from . import demo, latest, record, relay, simulate, stream, symbols
 from .command import Command, Context, LogGate
 from .exits import (
     EPILOG,
@@ -55,6 +55,7 @@ __all__ = ["COMMANDS", "EXIT_CODES", "Verifier", "build_parser", "main"]
 
 COMMANDS: Final[tuple[Command, ...]] = (
     stream.COMMAND,
+    record.COMMAND,
     relay.COMMAND,
     demo.COMMAND,
     simulate.COMMAND,

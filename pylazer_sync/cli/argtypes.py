@@ -91,6 +91,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A number >= 0 (0 turns something off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def trusted_signer(text: str) -> tuple[str, bytes]:
     """A signer identity, its kind told by its length: an EVM address (20 bytes), an
     Ed25519 key (32, Solana) or a compressed secp256k1 key (33, LeEcdsa)."""

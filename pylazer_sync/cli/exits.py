@@ -16,6 +16,7 @@ EXIT_USAGE: Final = 2
 EXIT_AUTH: Final = 3
 EXIT_CONNECT: Final = 4
 EXIT_SIGNATURE: Final = 5
+EXIT_RECORDING: Final = 6
 EXIT_INTERRUPTED: Final = 130
 EXIT_TERMINATED: Final = 143
 EXIT_CODES: Final = {
@@ -25,6 +26,7 @@ EXIT_CODES: Final = {
     EXIT_AUTH: "authentication failure (HTTP 401/403)",
     EXIT_CONNECT: "no endpoint reachable, or a REST call failed",
     EXIT_SIGNATURE: "--verify found at least one bad or untrusted signature",
+    EXIT_RECORDING: "a recording could not be written (directory not writable, disk full)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
     EXIT_TERMINATED: "terminated (SIGTERM)",
 }

@@ -67,6 +67,26 @@ def connection_options() -> Parser:
     return parent
 
 
+def client_options() -> Parser:
+    """How the client connects: ``--connections``, ``--connect-timeout``."""
+    parent = Parser(add_help=False)
+    parent.add_argument(
+        "--connections",
+        type=argtypes.positive_int,
+        default=4,
+        metavar="N",
+        help="redundant connections, spread over the endpoints (default: %(default)s)",
+    )
+    parent.add_argument(
+        "--connect-timeout",
+        type=argtypes.positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up (exit 4) if no connection opens in time (default: %(default)s)",
+    )
+    return parent
+
+
 def rest_options() -> Parser:
     """Where the REST calls go: ``--rest-url``, ``--history-url``, ``--timeout``."""
     parent = Parser(add_help=False)

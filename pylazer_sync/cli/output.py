@@ -1,9 +1,11 @@
-"""What the commands print: the price table, JSON lines, and the columns of a request."""
+"""What the commands print: the price table, JSON lines, the columns of a request, and a
+status line on a terminal."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TextIO
@@ -166,3 +168,57 @@ def show_update(update: StreamUpdate, table: Table | None, verifier: Verifier | 
         table.update(update)
     else:
         print_jsonl(sys.stdout, update_to_jsonl_obj(update))
+
+
+def size(n: int) -> str:
+    """A byte count for a person: ``512 B``, ``1.5 KiB``, ``23.4 MiB``, ``1.2 GiB``."""
+    if n < 1024:
+        return f"{n} B"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
+
+
+def _columns(out: TextIO) -> int:
+    try:
+        columns = os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        columns = 0
+    return columns or 80  # 0: a terminal that does not say its size
+
+
+class StatusLine:
+    """One line of status on a terminal, rewritten in place with ``\\r``.
+
+    Only on a terminal: in a pipe or a log file, a line rewritten every half second
+    would be a line of noise every half second, so there it shows nothing. Used from
+    one thread at a time; :meth:`clear` it before printing anything else.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        try:
+            self.enabled = out.isatty()
+        except (AttributeError, ValueError):  # no isatty, or closed
+            self.enabled = False
+        self._width = 0  # characters of the status now on screen
+
+    def show(self, text: str) -> None:
+        """Replace the status with ``text`` (cut to the terminal's width: a line that
+        wrapped could no longer be rewritten by ``\\r``)."""
+        if not self.enabled:
+            return
+        text = text[: max(_columns(self._out) - 1, 1)]
+        self._out.write(f"\r{text}{' ' * max(self._width - len(text), 0)}")
+        self._out.flush()
+        self._width = len(text)
+
+    def clear(self) -> None:
+        """Blank the status, so that an ordinary line can follow."""
+        if self.enabled and self._width:
+            self._out.write(f"\r{' ' * self._width}\r")
+            self._out.flush()
+            self._width = 0
