@@ -19,6 +19,7 @@ from . import argtypes
 from .command import Command, Context, Subcommands
 from .exits import EPILOG, EXIT_OK
 from .options import (
+    client_options,
     common_options,
     connection_options,
     redis_options,
@@ -39,6 +40,7 @@ def register(commands: Subcommands) -> None:
         parents=[
             common_options(),
             connection_options(),
+            client_options(),
             subscription_options(stream=True, show=False),
             redis_options("--redis-url", DEFAULT_REDIS_URL),
         ],
@@ -48,13 +50,6 @@ def register(commands: Subcommands) -> None:
         "same options (two machines) for high availability: the stream holds each update "
         "once. Read it with 'pylazer-sync stream --from-redis URL'.",
         epilog=EPILOG,
-    )
-    parser.add_argument(
-        "--connections",
-        type=argtypes.positive_int,
-        default=4,
-        metavar="N",
-        help="redundant connections, spread over the endpoints (default: %(default)s)",
     )
     parser.add_argument(
         "--max-len",
@@ -89,13 +84,6 @@ def register(commands: Subcommands) -> None:
     )
     parser.add_argument(
         "--seconds", type=argtypes.positive_float, metavar="S", help="exit 0 after S seconds"
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=argtypes.positive_float,
-        default=30.0,
-        metavar="SECONDS",
-        help="give up (exit 4) if Redis or no endpoint answers in time (default: %(default)s)",
     )
     parser.add_argument(
         "--status-every",

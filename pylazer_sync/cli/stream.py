@@ -23,6 +23,7 @@ from . import argtypes
 from .command import Command, Context, Subcommands
 from .exits import EPILOG, EXIT_OK, EXIT_SIGNATURE, EXIT_USAGE, CliError
 from .options import (
+    client_options,
     common_options,
     connection_options,
     redis_options,
@@ -41,10 +42,11 @@ def register(commands: Subcommands) -> None:
         parents=[
             common_options(),
             connection_options(),
+            client_options(),
             subscription_options(stream=True, required=False),
             redis_options("--from-redis", None),
         ],
-        help="print or record live updates",
+        help="print live updates (or read them from a relay)",
         description="Subscribe on redundant connections and print each update once, as a "
         "table or as JSON lines, until --count updates, --seconds, or Ctrl-C. With "
         "--from-redis, read the updates a 'pylazer-sync relay' appends to a Redis stream "
@@ -63,24 +65,10 @@ def register(commands: Subcommands) -> None:
     # and says so as argparse would.
     parser.set_defaults(usage_error=parser.error)
     parser.add_argument(
-        "--connections",
-        type=argtypes.positive_int,
-        default=4,
-        metavar="N",
-        help="redundant connections, spread over the endpoints (default: %(default)s)",
-    )
-    parser.add_argument(
         "--count", type=argtypes.positive_int, metavar="N", help="exit 0 after N stream updates"
     )
     parser.add_argument(
         "--seconds", type=argtypes.positive_float, metavar="S", help="exit 0 after S seconds"
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=argtypes.positive_float,
-        default=30.0,
-        metavar="SECONDS",
-        help="give up (exit 4) if no connection opens in time (default: %(default)s)",
     )
     parser.add_argument(
         "--stats",
