@@ -17,6 +17,7 @@ from typing import Final, TypeAlias
 from ..errors import InvalidRequestError, ProtocolError, SignatureError
 from . import crypto
 from .payload import Payload, decode_payload, payload_from_json_obj, payload_to_json_obj
+from .typed_json import fast_payload
 
 EVM_MAGIC: Final = 2593727018
 SOLANA_MAGIC: Final = 2182742457
@@ -198,11 +199,8 @@ class JsonMessage:
 
     def decode_payload(self) -> Payload:
         """Parse the JSON object into a :class:`Payload` (``channel_id`` is ``None``)."""
-        try:
-            obj = json.loads(self.data)
-        except (ValueError, RecursionError) as exc:
-            raise ProtocolError(f"JSON envelope is not valid JSON: {exc}") from None
-        return payload_from_json_obj(obj)
+        # msgspec for shapes decoded before, else the general decoder (typed_json.py).
+        return fast_payload(self.data, _payload_from_json_text)
 
     @classmethod
     def from_payload(cls, payload: Payload) -> JsonMessage:
@@ -212,6 +210,14 @@ class JsonMessage:
     def encode(self) -> bytes:
         """The envelope's bytes: magic, then the JSON to the end."""
         return _U32_LE.pack(JSON_MAGIC) + self.data
+
+
+def _payload_from_json_text(data: bytes) -> Payload:
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"JSON envelope is not valid JSON: {exc}") from None
+    return payload_from_json_obj(obj)
 
 
 Envelope: TypeAlias = EvmMessage | SolanaMessage | LeEcdsaMessage | LeUnsignedMessage | JsonMessage

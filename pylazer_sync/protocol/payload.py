@@ -121,7 +121,7 @@ assert [f.name for f in fields(FeedUpdate)] == [
 ], "FeedUpdate's fields must be feed_id, the properties in id order, then properties"
 _NO_VALUES: Final[tuple[None, ...]] = (None,) * len(Property)
 # The same class, typed loosely: mypy cannot check a call with a list spread in the middle.
-_new_feed: Final[Callable[..., FeedUpdate]] = FeedUpdate
+new_feed: Final[Callable[..., FeedUpdate]] = FeedUpdate
 
 _PRICE_LIKE_ORDER: Final = tuple(
     PROPERTY_ATTRS[p] for p in Property if PROPERTY_ATTRS[p] in PRICE_LIKE_ATTRS
@@ -203,7 +203,7 @@ class _Codec:
         self.u64 = struct.Struct(prefix + "Q")
         self.u16 = struct.Struct(prefix + "H")
         self.i16 = struct.Struct(prefix + "h")
-        self.layouts = LayoutCache(prefix, _new_feed)
+        self.layouts = LayoutCache(prefix, new_feed)
 
 
 _CODECS: Final[dict[str, _Codec]] = {"little": _Codec("<"), "big": _Codec(">")}
@@ -349,7 +349,7 @@ def walk_payload(data: bytes, byte_order: ByteOrder) -> Payload:
                 ) from None
             values[PROPERTY_IDS[prop]] = value
             props.append(prop)
-        feeds.append(_new_feed(feed_id, *values, tuple(props)))
+        feeds.append(new_feed(feed_id, *values, tuple(props)))
     if off != n:
         raise ProtocolError(f"payload has {n - off} unexpected trailing bytes at offset {off}")
     return Payload(timestamp_us=timestamp, feeds=feeds, channel_id=channel_id)
@@ -557,7 +557,7 @@ def _feed_from_json(obj: Any) -> FeedUpdate:
         raise BadValue(f".{key}: {exc}") from None
     if feed_id is None:
         raise BadValue(": missing priceFeedId")
-    return _new_feed(feed_id, *values, tuple(props))
+    return new_feed(feed_id, *values, tuple(props))
 
 
 def feed_from_json_obj(obj: Any, where: str = "priceFeeds[]") -> FeedUpdate:
