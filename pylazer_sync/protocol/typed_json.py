@@ -141,7 +141,7 @@ def decode_stream_updated(frame: bytes) -> StreamUpdated | None:
 
     Lax: use it only together with the frame's shape (:func:`message_shape`).
     """
-    if not digits_within_limit(frame):
+    if len(frame) > _MIN_INT_DIGITS_LIMIT and not digits_within_limit(frame):
         return None
     try:
         return _MESSAGE.decode(frame)
@@ -164,7 +164,7 @@ def decode_by_shape(frame: bytes) -> tuple[StreamUpdated, bytes, Any] | None:
         shape = frame.translate(None, _DIGITS_AND_MINUS)
     else:
         shape = message_shape(frame, message)
-    return message, shape, PLANS.get(shape)
+    return message, shape, PLANS._plans.get(shape, UNKNOWN)  # PLANS.get, one call less
 
 
 def message_shape(frame: bytes, message: StreamUpdated) -> bytes:
