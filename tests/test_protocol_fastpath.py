@@ -110,6 +110,7 @@ def learned(text: str) -> None:
     """Decode once so the shape is known. A generated frame must then be planned, unless
     it holds an integer past int64 (msgspec's bounds; such frames take the general path)
     or envelope data with a digit run the shape cannot empty (both are in the data)."""
+    typed_json.PLANS.pause = 0  # other examples may have paused the fast path
     parse_server_message(text)
     frame = text.encode()
     message = typed_json.decode_stream_updated(frame)
@@ -357,6 +358,7 @@ def test_a_known_shape_skips_the_general_path(monkeypatch: pytest.MonkeyPatch) -
         '"priceFeedId":1', '"priceFeedId":2'
     )
     expected = parse_server_message_general(other)
+    typed_json.PLANS.clear()
     parse_server_message(BASE)
 
     def no_general(text: Any) -> Any:
@@ -378,6 +380,27 @@ def test_a_known_shape_skips_the_general_path(monkeypatch: pytest.MonkeyPatch) -
     ]
 
 
+def test_a_stream_of_new_shapes_pauses_the_fast_path() -> None:
+    """Frames whose shape is new every time would pay the fast path's attempt on top of
+    the general decoder: after a window of them, the fast path pauses, then tries again."""
+    plans = typed_json.PLANS
+    plans.clear()
+
+    def name(i: int) -> str:
+        return "".join(chr(ord("a") + int(d)) for d in str(i))
+
+    for i in range(600):
+        same_json(BASE.replace('"type"', f'"z{name(i)}":1,"type"'))
+    assert plans.pause > 0
+    lookups = plans.lookups
+    same_json(BASE)  # paused: straight to the general decoder
+    assert plans.lookups == lookups
+    plans.pause = 0
+    parse_server_message(BASE)
+    assert plans.lookups == lookups + 1
+    assert type(plans.get(typed_json.text_shape(BASE.encode()))) is tuple
+
+
 def test_shapes_are_bounded() -> None:
     """However many shapes pass, the plans stay under their byte budget."""
     plans = typed_json.PLANS
@@ -386,6 +409,7 @@ def test_shapes_are_bounded() -> None:
     plans.clear()
     try:
         for n in range(300):
+            plans.pause = 0
             extra = ',"k":"x"' * (n % 100)
             text = BASE.replace('"exponent":-8', '"exponent":-8' + extra)
             parse_server_message(text)

@@ -412,6 +412,10 @@ def parse_server_message(text: str | bytes) -> ServerMessage:
 
     Unknown ``type`` values give :class:`UnknownMessage`; anything malformed raises
     :class:`ProtocolError` saying what was wrong.
+
+    A ``streamUpdated`` frame of a shape decoded before is decoded with msgspec
+    (``typed_json.py``); everything else, and every error, goes through
+    :func:`parse_server_message_general`. Both give the same result.
     """
     if type(text) is bytes:
         frame = text
@@ -429,6 +433,7 @@ def parse_server_message(text: str | bytes) -> ServerMessage:
         update = _update_from_typed(message, plan)
         if update is not None:
             return update
+    PLANS.missed()
     result = parse_server_message_general(text)
     if plan is UNKNOWN and type(result) is StreamUpdate:
         learned = plan_shape(frame, shape, result.parsed)

@@ -151,9 +151,17 @@ def decode_stream_updated(frame: bytes) -> StreamUpdated | None:
 
 def decode_by_shape(frame: bytes) -> tuple[StreamUpdated, bytes, Any] | None:
     """A frame's typed message, its shape and the shape's plan (:meth:`ShapePlans.get`),
-    or ``None`` if msgspec does not take the frame. The hot path: one call per frame."""
+    or ``None`` if msgspec does not take the frame (or the fast path pauses). The hot
+    path: one call per frame. The caller reports a frame it then decodes with the general
+    decoder (:meth:`ShapePlans.missed`)."""
+    plans = PLANS
+    if plans.pause:  # a stream of ever new shapes: see ShapePlans
+        plans.pause -= 1
+        return None
+    plans.lookups += 1
     message = decode_stream_updated(frame)
     if message is None:
+        plans.missed()
         return None
     if (
         message.evm is None
@@ -164,7 +172,7 @@ def decode_by_shape(frame: bytes) -> tuple[StreamUpdated, bytes, Any] | None:
         shape = frame.translate(None, _DIGITS_AND_MINUS)
     else:
         shape = message_shape(frame, message)
-    return message, shape, PLANS._plans.get(shape, UNKNOWN)  # PLANS.get, one call less
+    return message, shape, plans._plans.get(shape, UNKNOWN)  # plans.get, one call less
 
 
 def message_shape(frame: bytes, message: StreamUpdated) -> bytes:
@@ -276,18 +284,46 @@ class ShapePlans:
     Shapes come from subscriptions, a handful each; a shape is remembered only after the
     general decoder decoded a text of it, so inputs that fail add nothing, and however
     many shapes pass, the plans never hold more than about ``max_bytes``.
+
+    A stream whose shapes keep changing (an unknown field with a new name in every frame,
+    say) would pay the fast path's attempt and the learning on top of the general decoder
+    for every frame. So the frames that end in the general decoder are counted: when more
+    than one in four of the last frames did, the next ``pause_frames`` frames go straight
+    to the general decoder (today's cost), and then the fast path tries again.
     """
 
-    def __init__(self, max_shape: int = 1 << 16, max_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        max_shape: int = 1 << 16,
+        max_bytes: int = 1 << 20,
+        window_misses: int = 128,
+        pause_frames: int = 1 << 14,
+    ) -> None:
         self.max_shape = max_shape
         self.max_bytes = max_bytes
+        self.window_misses = window_misses
+        self.pause_frames = pause_frames
         self._plans: dict[bytes, Plan | None] = {}
         self._bytes = 0
         self._lock = threading.Lock()
+        # Counted without a lock: approximate under threads, which is all a pause needs.
+        self.lookups = 0  # frames that tried the fast path
+        self.pause = 0  # frames left to send straight to the general decoder
+        self._misses = 0
+        self._window_start = 0
 
     def get(self, shape: bytes) -> Any:
         """The plan of a shape (a tuple), ``None`` (general path) or :data:`UNKNOWN`."""
         return self._plans.get(shape, UNKNOWN)
+
+    def missed(self) -> None:
+        """A frame that tried the fast path ended in the general decoder."""
+        self._misses += 1
+        if self._misses >= self.window_misses:
+            if self.lookups - self._window_start < 4 * self._misses:
+                self.pause = self.pause_frames
+            self._misses = 0
+            self._window_start = self.lookups
 
     def remember(self, shape: bytes, plan: Plan | None) -> None:
         if len(shape) > self.max_shape:
@@ -304,6 +340,8 @@ class ShapePlans:
         with self._lock:
             self._plans.clear()
             self._bytes = 0
+        self.pause = self._misses = 0
+        self._window_start = self.lookups
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -315,17 +353,23 @@ PLANS: Final = ShapePlans()
 def fast_payload(data: bytes, general: Callable[[bytes], Payload]) -> Payload:
     """Decode a JSON ``parsed`` object (a JSON envelope's data): by its shape's plan if
     known, else with ``general`` (which raises on malformed input), learning the shape."""
+    plans = PLANS
+    if plans.pause:
+        plans.pause -= 1
+        return general(data)
     if type(data) is not bytes or not digits_within_limit(data):
         return general(data)
+    plans.lookups += 1
     shape = text_shape(data)
-    plan = PLANS.get(shape)
-    if plan is not None and plan is not UNKNOWN:
+    plan = plans.get(shape)
+    if type(plan) is tuple:
         try:
             payload = build_payload(_PARSED.decode(data), plan)
         except (msgspec.DecodeError, RecursionError):
             payload = None
         if payload is not None:
             return payload
+    plans.missed()
     result = general(data)
     if plan is UNKNOWN:
         learned = plan_shape(data, shape, result)
@@ -336,7 +380,7 @@ def fast_payload(data: bytes, general: Callable[[bytes], Payload]) -> Payload:
                 built = None
             if not same_payload(built, result):
                 learned = None
-        PLANS.remember(shape, learned)
+        plans.remember(shape, learned)
     return result
 
 
