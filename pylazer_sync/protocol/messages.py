@@ -539,18 +539,27 @@ def stream_update_from_envelopes(
     parsed: Payload | None = None
     by_attr: dict[str, Any] = {}
     for m in messages:
-        if isinstance(m, JsonMessage):
+        attr = _ATTR_BY_TYPE.get(type(m))
+        if attr is None:  # a subclass, or not an envelope: as the isinstance chain did
+            attr = next(
+                (a for cls, a in _ATTR_BY_TYPE.items() if isinstance(m, cls)), "le_unsigned"
+            )
+        if attr == "parsed":
             if parsed is None:
                 parsed = m.decode_payload()
-        elif isinstance(m, EvmMessage):
-            by_attr.setdefault("evm", m)
-        elif isinstance(m, SolanaMessage):
-            by_attr.setdefault("solana", m)
-        elif isinstance(m, LeEcdsaMessage):
-            by_attr.setdefault("le_ecdsa", m)
-        else:
-            by_attr.setdefault("le_unsigned", m)
+        elif attr not in by_attr:
+            by_attr[attr] = m
     return StreamUpdate(subscription_id, parsed, messages=tuple(messages), **by_attr)
+
+
+# The first envelope of each type fills its attribute; JSON envelopes give ``parsed``.
+_ATTR_BY_TYPE: Final[dict[type, str]] = {
+    JsonMessage: "parsed",
+    EvmMessage: "evm",
+    SolanaMessage: "solana",
+    LeEcdsaMessage: "le_ecdsa",
+    LeUnsignedMessage: "le_unsigned",
+}
 
 
 def decode_frame(frame: str | bytes, is_text: bool | None = None) -> ServerMessage:
