@@ -127,8 +127,12 @@ def _reader_loop(kind: str, ws: websocket.WebSocket, counts: list[int], i: int) 
     elif kind == "transport":
         from pylazer_sync import transport
 
-        # The client's transport as it is now; its interface may change under us.
-        transport.install(ws, 1 << 20, lambda: None)
+        # The client's transport as it is now (its interface may change under us): whole
+        # batches of frames, as the connection thread reads them.
+        read_batch = transport.FrameReader(ws, 1 << 20, 128).read_batch
+        while True:
+            c += len(read_batch().frames)
+            counts[i] = c
     recv = ws.recv
     while True:
         recv()

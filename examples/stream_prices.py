@@ -17,28 +17,48 @@ import sys
 import pylazer_sync as pl
 
 
+def feed_ids(text: str) -> list[int]:
+    """``1,2`` -> ``[1, 2]``; anything else is a one-line usage error, not a traceback."""
+    try:
+        ids = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected feed ids like 1,2, got {text!r}") from None
+    if any(not 0 <= i < 2**32 for i in ids):
+        raise argparse.ArgumentTypeError(f"feed ids are integers from 0 to 2**32 - 1: {text!r}")
+    return ids
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", action="append", help="stream URL (default: production)")
-    parser.add_argument("--feeds", default="1,2,6", help="feed ids (default: %(default)s)")
-    parser.add_argument("--count", type=int, help="stop after this many updates")
+    parser.add_argument(
+        "--feeds", type=feed_ids, default="1,2,6", help="feed ids (default: %(default)s)"
+    )
+    parser.add_argument("--count", type=positive_int, help="stop after this many updates")
     parser.add_argument("--simulator", action="store_true", help="start a local simulator")
     args = parser.parse_args()
-    feed_ids = [int(f) for f in args.feeds.split(",")]
 
     try:
         with contextlib.ExitStack() as stack:
-            endpoints, token = args.endpoint, None  # None: the PYTH_LAZER_TOKEN variable
+            endpoints = args.endpoint  # None: the production endpoints
             if args.simulator:
                 from pylazer_sync.simulator import Simulator
 
                 sim = stack.enter_context(Simulator(seed=1))
-                endpoints, token = [sim.url], "local"  # a simulator without a token takes any
+                endpoints = [sim.url]
+            # The token comes from PYTH_LAZER_TOKEN; endpoints on this machine need none.
             # Entering the client starts it (waiting for a first connection); leaving the
             # block closes it, whether we leave by Ctrl-C, an error or the end of the loop.
-            client = stack.enter_context(pl.LazerClient(token, endpoints=endpoints))
+            client = stack.enter_context(pl.LazerClient(endpoints=endpoints))
             client.subscribe(
-                price_feed_ids=feed_ids,
+                price_feed_ids=args.feeds,
                 properties=["price", "bestBidPrice", "bestAskPrice", "exponent"],
                 channel="fixed_rate@200ms",
             )

@@ -20,11 +20,33 @@ import sys
 import pylazer_sync as pl
 
 
+def feed_ids(text: str) -> list[int]:
+    """``1,2`` -> ``[1, 2]``; anything else is a one-line usage error, not a traceback."""
+    try:
+        ids = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected feed ids like 1,2, got {text!r}") from None
+    if any(not 0 <= i < 2**32 for i in ids):
+        raise argparse.ArgumentTypeError(f"feed ids are integers from 0 to 2**32 - 1: {text!r}")
+    return ids
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", action="append", help="stream URL (default: production)")
-    parser.add_argument("--feeds", default="1,2", help="feed ids (default: %(default)s)")
-    parser.add_argument("--count", type=int, default=10, help="updates to check (default: 10)")
+    parser.add_argument(
+        "--feeds", type=feed_ids, default="1,2", help="feed ids (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--count", type=positive_int, default=10, help="updates to check (default: 10)"
+    )
     parser.add_argument("--simulator", action="store_true", help="start a local simulator")
     parser.add_argument("--trusted-solana", action="append", help="Ed25519 public key, hex")
     parser.add_argument("--trusted-evm", action="append", help="EVM address, 0x hex")
@@ -34,7 +56,7 @@ def main() -> int:
     failures = 0
     try:
         with contextlib.ExitStack() as stack:
-            endpoints, token = args.endpoint, None  # None: the PYTH_LAZER_TOKEN variable
+            endpoints = args.endpoint  # None: the production endpoints
             trusted = {
                 "solana": args.trusted_solana,
                 "evm": args.trusted_evm,
@@ -44,12 +66,13 @@ def main() -> int:
                 from pylazer_sync.simulator import Simulator
 
                 sim = stack.enter_context(Simulator(seed=1))
-                endpoints, token = [sim.url], "local"
+                endpoints = [sim.url]
                 for kind, identity in sim.trusted_signers().items():
                     trusted[kind] = trusted[kind] or [identity]
-            client = stack.enter_context(pl.LazerClient(token, endpoints=endpoints))
+            # The token comes from PYTH_LAZER_TOKEN; endpoints on this machine need none.
+            client = stack.enter_context(pl.LazerClient(endpoints=endpoints))
             client.subscribe(
-                price_feed_ids=[int(f) for f in args.feeds.split(",")],
+                price_feed_ids=args.feeds,
                 properties=["price", "exponent"],
                 formats=["solana", "evm", "leEcdsa"],
                 delivery_format="binary",
@@ -76,7 +99,7 @@ def main() -> int:
                 prices = ", ".join(f"{f.feed_id}: {f.real('price')}" for f in payload.feeds)
                 print(f"ok {payload.timestamp_us}  {prices}", flush=True)
                 if checked == 1:
-                    print(f"  signers: solana {solana.hex()}, evm {evm}, leEcdsa {le_ecdsa.hex()}")
+                    print(f"  signers: solana {solana}, evm {evm}, leEcdsa {le_ecdsa}")
             print(f"{checked} updates checked, {failures} failed", file=sys.stderr)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)

@@ -2,7 +2,7 @@
 """Coverage-guided fuzzing of every decoder of pylazer_sync, with atheris. Run by hand, in an
 activated virtual environment (``-merge=1`` runs this file again as a program)::
 
-    pip install -e '.[test,fuzz]'
+    pip install -e '.[test]' -r fuzz/requirements.txt
     python fuzz/fuzz_decoders.py --seeds /tmp/lazer-fuzz             # valid inputs to start from
     python fuzz/fuzz_decoders.py /tmp/lazer-fuzz fuzz/corpus -max_total_time=600 -timeout=5 \
         -rss_limit_mb=1024 -max_len=65536                           # fuzz (grows /tmp/lazer-fuzz)

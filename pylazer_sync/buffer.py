@@ -8,7 +8,6 @@ offers neither.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -17,15 +16,13 @@ from typing import Generic, TypeVar
 
 from .config import OverflowPolicy
 from .errors import ClientClosed, RecvTimeout
-
-logger = logging.getLogger("pylazer_sync")
+from .ratelog import RateLimitedWarning
 
 T = TypeVar("T")
 
 # Waits are cut into slices so a blocked recv() in the main thread reacts to Ctrl-C
 # at once on every platform; a slice ends early as soon as a message arrives.
 _WAIT_SLICE = 0.25
-_DROP_LOG_INTERVAL = 5.0
 
 
 class MessageBuffer(Generic[T]):
@@ -46,8 +43,7 @@ class MessageBuffer(Generic[T]):
         """Messages evicted by ``drop_oldest`` (read without a lock: a single int is atomic)."""
         self.blocked_puts = 0
         """Times the producer had to wait for room under ``block``."""
-        self._last_drop_log = 0.0
-        self._drops_since_log = 0
+        self._warn_drop = RateLimitedWarning()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -113,20 +109,14 @@ class MessageBuffer(Generic[T]):
 
     def _count_drop(self, evicted: T) -> None:
         self.dropped += 1
-        self._drops_since_log += 1
         if self._on_drop is not None:
             self._on_drop(evicted)
-        now = time.monotonic()
-        if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
-            logger.warning(
-                "output buffer full (capacity %d): dropped %d oldest message(s) since the last "
-                "report, %d in total; read faster or raise channel_capacity",
-                self.capacity,
-                self._drops_since_log,
-                self.dropped,
-            )
-            self._last_drop_log = now
-            self._drops_since_log = 0
+        self._warn_drop(
+            "output buffer full (capacity %d): dropped the oldest message, %d in total; "
+            "read faster or raise channel_capacity",
+            self.capacity,
+            self.dropped,
+        )
 
     def _wait_for_items(self, timeout: float | None) -> None:
         """Wait (lock held) until an item is there; raise on close or timeout."""

@@ -16,18 +16,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 from .buffer import MessageBuffer
-from .config import Backoff, ClientConfig, OverflowPolicy
+from .config import Backoff, ClientConfig, OverflowPolicy, check_wait
 from .connection import Connection, ConnectionState
-from .dedup import STOP, Deduplicator, Message
-from .errors import AuthenticationError, ClientClosed, ConnectError, InvalidRequestError
+from .dedup import Deduplicator, Message
+from .errors import (
+    AuthenticationError,
+    ClientClosed,
+    ClientNotStarted,
+    ConnectError,
+    InvalidRequestError,
+)
+from .pipeline import STOP, Inbound
 from .protocol import StreamUpdate, SubscribeRequest
 from .protocol.requests import ChannelLike, FormatLike, PropertyLike
 from .rest import RestClient, SymbolInfo
@@ -37,6 +45,7 @@ from .subscriptions import SubscriptionRegistry
 logger = logging.getLogger("pylazer_sync")
 
 _JOIN_TIMEOUT = 5.0
+_D = ClientConfig  # each setting's default is written once, on ClientConfig
 # Batches of frames waiting for the dedup thread, per connection (each batch holds at
 # most connection.MAX_BATCH frames). Bounded so a stuck reader under the "block" policy
 # pushes back on the sockets instead of growing memory.
@@ -50,8 +59,11 @@ class _Core:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self.stop = threading.Event()
+        # start() and close() take it, so close() never misses threads that start() is
+        # starting. Reentrant: close() may run from a callback of a thread start() made.
+        self.lifecycle = threading.RLock()
         self.subscriptions = SubscriptionRegistry()
-        self.inbound: queue.Queue[Any] = queue.Queue(
+        self.inbound: Inbound = queue.Queue(
             maxsize=_INBOUND_PER_CONNECTION * config.num_connections
         )
         self.output: MessageBuffer[Message] = MessageBuffer(
@@ -74,10 +86,12 @@ class _Core:
             config.dedup_ttl,
             config.dedup_size,
             self.snapshot,
+            self.subscriptions,
             queue_updates=not config.snapshot_only,
         )
+        assert config.rest_url is not None and config.history_url is not None
         self.rest = RestClient(
-            config.token,
+            config.secret,
             rest_url=config.rest_url,
             history_url=config.history_url,
             timeout=config.timeout * 2,
@@ -109,15 +123,24 @@ class _Core:
         return self._open_count
 
     def start(self) -> None:
-        self.started = True
-        self.dedup.start()
-        for c in self.connections:
-            c.start()
+        with self.lifecycle:
+            if self.closed:
+                raise ClientClosed("the client is closed; create a new one")
+            if self.started:
+                return
+            self.started = True
+            self.dedup.start()
+            for c in self.connections:
+                c.start()
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+        """Stop everything; from any thread, the library's own included (a callback such
+        as ``on_all_down`` runs in a connection thread, the GC finalizer anywhere)."""
+        with self.lifecycle:
+            if self.closed:
+                return
+            self.closed = True
+            started = self.started
         self.stop.set()
         self.output.close()
         for c in self.connections:
@@ -132,14 +155,18 @@ class _Core:
             except queue.Full:
                 with contextlib.suppress(queue.Empty):
                     self.inbound.get_nowait()
-        if not self.started:
+        if not started:
             return
+        # A thread cannot join itself: when close() runs in one of ours, that thread
+        # ends by itself as soon as the callback returns (the stop event is set).
         deadline = time.monotonic() + _JOIN_TIMEOUT
-        for c in self.connections:
-            c.join(max(0.0, deadline - time.monotonic()))
-        self.dedup.join(max(0.0, deadline - time.monotonic()))
-        stuck = [c.index for c in self.connections if c.alive]
-        if stuck or self.dedup.alive:
+        for worker in (*self.connections, self.dedup):
+            if not worker.is_current_thread():
+                worker.join(max(0.0, deadline - time.monotonic()))
+        stuck = [
+            w.name for w in (*self.connections, self.dedup) if w.alive and not w.is_current_thread()
+        ]
+        if stuck:
             logger.warning("close(): threads still ending after %.0f s: %s", _JOIN_TIMEOUT, stuck)
 
 
@@ -153,30 +180,38 @@ class LazerClient:
             for msg in client:
                 ...
 
+    Every setting is keyword-only, checked at construction (a bad value raises
+    :class:`InvalidRequestError` naming it); the defaults, shown in the signature, are
+    defined once, on :class:`~pylazer_sync.config.ClientConfig`.
+
     Args:
         token: the access token; defaults to the ``PYTH_LAZER_TOKEN`` environment variable.
-            It is sent only in the ``Authorization`` header and never shown anywhere.
+            It is sent only in the ``Authorization`` header and never shown anywhere. Not
+            needed when every endpoint is on this machine (a local simulator): then no
+            ``Authorization`` header is sent.
         endpoints: stream URLs; default the three production endpoints. Connection i
             uses endpoint i % len(endpoints).
-        num_connections: redundant connections (default 4, as the official SDKs); each
-            update is delivered once, from whichever connection brings it first.
+        num_connections: redundant connections (as the official SDKs; at most
+            :data:`~pylazer_sync.config.MAX_CONNECTIONS`); each update is delivered once,
+            from whichever connection brings it first.
         timeout: seconds without any frame (pings included) after which a connection is
-            considered dead and replaced (default 5, as the official SDKs). Also the
-            connect/handshake timeout.
-        backoff: reconnection backoff (default as the Rust client: 0.5 s x1.5, +/-50%,
-            at most 60 s, reset after 10 s of healthy connection).
-        channel_capacity: messages buffered for ``recv()`` (default 1000).
-        dedup_ttl: seconds a seen frame is remembered (default 10, as the official SDKs).
-        dedup_size: frames remembered at most (default 100,000, as the Rust client).
-        overflow: what happens when the buffer is full: ``"block"`` (default; reading
-            pauses and TCP pushes back on the server, as the Rust client) or
-            ``"drop_oldest"`` (keep the freshest, count every drop in ``stats()``).
+            considered dead and replaced (as the official SDKs). Also the deadline of one
+            connection attempt: TCP connect, TLS and the WebSocket upgrade together.
+        backoff: reconnection backoff (as the Rust client: exponential, randomized,
+            capped, reset after a healthy connection); a :class:`Backoff`.
+        channel_capacity: messages buffered for ``recv()``.
+        dedup_ttl: seconds a seen frame is remembered (as the official SDKs).
+        dedup_size: frames remembered at most (as the Rust client).
+        overflow: what happens when the buffer is full: ``"block"`` (reading pauses and
+            TCP pushes back on the server, as the Rust client) or ``"drop_oldest"`` (keep
+            the freshest, count every drop in ``stats()``).
         start_timeout: how long :meth:`start` waits for a first open connection.
         allow_insecure: allow ``ws://`` to a non-loopback host (the token travels in clear).
         ssl_context / ca_file: TLS trust for ``wss://`` (default: the system's CAs;
             certificates are always verified).
-        max_frame_size: frames larger than this many bytes drop the connection (default 1 MiB).
-        on_all_down: called once each time the last open connection goes down.
+        max_frame_size: frames larger than this many bytes drop the connection.
+        on_all_down: called once each time the last open connection goes down (from a
+            connection thread; it may call :meth:`close`).
         snapshot_only: keep only the :meth:`latest` snapshot and do not queue stream
             updates for ``recv()`` (for dashboards that only ever ask "what is it now?");
             other messages (``Subscribed``, errors, ...) are still queued.
@@ -195,26 +230,26 @@ class LazerClient:
         self,
         token: str | None = None,
         *,
-        endpoints: Iterable[str] | None = None,
-        num_connections: int = 4,
-        timeout: float = 5.0,
-        backoff: Backoff | None = None,
-        channel_capacity: int = 1000,
-        dedup_ttl: float = 10.0,
-        dedup_size: int = 100_000,
-        overflow: OverflowPolicy = "block",
-        start_timeout: float = 30.0,
-        allow_insecure: bool = False,
-        ssl_context: Any = None,
-        ca_file: str | None = None,
-        max_frame_size: int = 1 << 20,
-        on_all_down: Callable[[], None] | None = None,
-        snapshot_only: bool = False,
-        rest_url: str | None = None,
-        history_url: str | None = None,
+        endpoints: Sequence[str] | str = _D.endpoints,
+        num_connections: int = _D.num_connections,
+        timeout: float = _D.timeout,
+        backoff: Backoff = _D.backoff,
+        channel_capacity: int = _D.channel_capacity,
+        dedup_ttl: float = _D.dedup_ttl,
+        dedup_size: int = _D.dedup_size,
+        overflow: OverflowPolicy = _D.overflow,
+        start_timeout: float = _D.start_timeout,
+        allow_insecure: bool = _D.allow_insecure,
+        ssl_context: ssl.SSLContext | None = _D.ssl_context,
+        ca_file: str | None = _D.ca_file,
+        max_frame_size: int = _D.max_frame_size,
+        on_all_down: Callable[[], None] | None = _D.on_all_down,
+        snapshot_only: bool = _D.snapshot_only,
+        rest_url: str | None = _D.rest_url,
+        history_url: str | None = _D.history_url,
     ) -> None:
-        config = ClientConfig.build(
-            token,
+        config = ClientConfig(
+            token=token,
             endpoints=endpoints,
             num_connections=num_connections,
             timeout=timeout,
@@ -234,7 +269,6 @@ class LazerClient:
             history_url=history_url,
         )
         self._core = _Core(config)
-        self._start_lock = threading.Lock()
         # Closing on garbage collection and at interpreter exit: finalize holds the
         # core, not the client, so it does not keep the client alive.
         self._finalizer = weakref.finalize(self, self._core.close)
@@ -250,19 +284,16 @@ class LazerClient:
         """Start the connection and dedup threads.
 
         With ``wait`` (the default) return once at least one connection is open. Raises
-        :class:`AuthenticationError` if every connection was refused with HTTP 401/403,
-        or :class:`ConnectError` listing each endpoint's last failure if none opened
-        within ``timeout`` (default ``start_timeout``). On either error the client is
-        closed. Calling start() again is a no-op (it still waits with ``wait``).
+        :class:`AuthenticationError` as soon as the last attempt of every connection was
+        refused with HTTP 401/403, or :class:`ConnectError` listing each endpoint's last
+        failure if none opened within ``timeout`` (default ``start_timeout``). On either
+        error the client is closed. Calling start() again is a no-op (it still waits
+        with ``wait``).
         """
-        core = self._core
-        with self._start_lock:
-            if core.closed:
-                raise ClientClosed("the client is closed; create a new one")
-            if not core.started:
-                core.start()
+        wait_for = check_wait(timeout)
+        self._core.start()
         if wait:
-            self._wait_started(core.config.start_timeout if timeout is None else timeout)
+            self._wait_started(self._core.config.start_timeout if wait_for is None else wait_for)
         return self
 
     def _wait_started(self, timeout: float) -> None:
@@ -276,7 +307,9 @@ class LazerClient:
                 if core.open_count > 0:
                     return
                 conns = core.connections
-                if all(c.last_status in (401, 403) for c in conns):
+                # Each connection's last attempt that ended decides, whatever the others
+                # are doing at this moment (a slow endpoint may be mid-attempt).
+                if all(c.attempts > 0 and c.last_status in (401, 403) for c in conns):
                     status = sorted({c.last_status for c in conns if c.last_status is not None})
                     break
                 remaining = deadline - time.monotonic()
@@ -297,7 +330,11 @@ class LazerClient:
         raise ConnectError(f"no connection opened within {timeout} s. {failures}")
 
     def close(self) -> None:
-        """Stop every thread and close every socket; idempotent, bounded in time."""
+        """Stop every thread and close every socket; idempotent, bounded in time.
+
+        Safe from any thread, including the library's own (an ``on_all_down`` callback
+        may call it); it returns promptly even while a connection is still connecting.
+        """
         self._finalizer()
 
     @property
@@ -374,24 +411,35 @@ class LazerClient:
         core = self._core
         if core.closed:
             raise ClientClosed("the client is closed")
-        request = core.subscriptions.add(request)
+        request, generation = core.subscriptions.add(request)
         for c in core.connections:
-            c.send_subscribe(request)
+            c.send_subscribe(request, generation)
         assert request.subscription_id is not None
         return request.subscription_id
 
     def unsubscribe(self, subscription_id: int) -> None:
-        """Stop a subscription on every connection; later reconnects do not restore it."""
+        """Stop a subscription on every connection; later reconnects do not restore it.
+
+        The server's ``Unsubscribed`` answer arrives through ``recv()``, once.
+        """
         core = self._core
-        core.subscriptions.remove(subscription_id)
+        generation = core.subscriptions.remove(subscription_id)
         for c in core.connections:
-            c.send_unsubscribe(subscription_id)
+            c.send_unsubscribe(subscription_id, generation)
 
     def subscriptions(self) -> list[SubscribeRequest]:
-        """The active subscriptions, oldest first."""
-        return self._core.subscriptions.snapshot()
+        """The active subscriptions, oldest first (a refused one is no longer active)."""
+        return self._core.subscriptions.requests()
 
     # -- receiving ---------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        core = self._core
+        if not core.started and not core.closed:
+            raise ClientNotStarted(
+                "the client is not started, so no message can arrive: call client.start() "
+                "first, or use `with LazerClient(...) as client:`"
+            )
 
     def recv(self, timeout: float | None = None) -> Message:
         """The next message: a ``StreamUpdate``, ``Subscribed``, ``SubscriptionError``, ...
@@ -399,23 +447,41 @@ class LazerClient:
         Blocks up to ``timeout`` seconds (None: until a message arrives) and raises
         :class:`~pylazer_sync.RecvTimeout` (a ``TimeoutError``) when it passes, or
         :class:`ClientClosed` once the client is closed. Ctrl-C interrupts the wait.
+        Raises :class:`ClientNotStarted` at once on a client that was never started.
         """
+        if timeout is not None:
+            timeout = check_wait(timeout)
+        self._require_started()
         return self._core.output.get(timeout)
 
-    def recv_many(self, max_messages: int = 1000, timeout: float | None = None) -> list[Message]:
-        """Up to ``max_messages`` at once (waits up to ``timeout`` for the first; [] if none).
+    def recv_many(self, max_messages: int = 1000, timeout: float | None = 0.0) -> list[Message]:
+        """Up to ``max_messages`` messages at once: by default, what is queued right now
+        (possibly ``[]``), without waiting, so a notebook cell never hangs.
 
-        Cheaper per message than :meth:`recv` when the stream is fast.
+        With ``timeout`` it waits up to that many seconds for a first message (None:
+        until one arrives) and returns ``[]`` if none came. Cheaper per message than
+        :meth:`recv` when the stream is fast. Raises :class:`ClientClosed` once closed and
+        :class:`ClientNotStarted` on a client that was never started.
         """
-        if max_messages < 1:
-            raise InvalidRequestError(f"max_messages: {max_messages!r} must be >= 1")
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+            raise InvalidRequestError(f"max_messages: {max_messages!r} must be an integer >= 1")
+        timeout = check_wait(timeout)
+        self._require_started()
         return self._core.output.get_many(max_messages, timeout)
 
     def __iter__(self) -> Iterator[Message]:
-        """Messages as they arrive, blocking; the iteration ends when the client is closed."""
+        """Messages as they arrive, blocking; the iteration ends when the client is closed.
+
+        Raises :class:`ClientNotStarted` at once on a client that was never started.
+        """
+        self._require_started()
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Message]:
+        get = self._core.output.get
         while True:
             try:
-                yield self._core.output.get(None)
+                yield get(None)
             except ClientClosed:
                 return
 
@@ -434,6 +500,17 @@ class LazerClient:
         ``pylazer_sync.frames.latest_frame(client)`` gives the same as a DataFrame.
         """
         return self._core.snapshot.all()
+
+    def latest_update(self, subscription_id: int | None = None) -> StreamUpdate | None:
+        """The newest whole update of a subscription (``None``: of any), signed envelopes
+        included, or ``None`` if none arrived yet: for a contract call, at any moment.
+
+        Kept by the dedup thread like :meth:`latest` (an older timestamp never replaces a
+        newer one) and without touching the ``recv()`` queue, so with
+        ``snapshot_only=True`` a keeper needs no reader at all. Check the signer and the
+        age (``timestamp_us``) before use: see ``examples/keeper.py``.
+        """
+        return self._core.snapshot.latest_update(subscription_id)
 
     # -- REST ------------------------------------------------------------------------------
 
@@ -461,6 +538,7 @@ class LazerClient:
     def wait_connected(self, count: int = 1, timeout: float | None = None) -> bool:
         """Block until at least ``count`` connections are open; False on timeout."""
         core = self._core
+        timeout = check_wait(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with core.state_changed:
             while core.open_count < count:
@@ -478,10 +556,14 @@ class LazerClient:
         ``frames`` (data frames the dedup stage took from the connections; the connections'
         own ``frames`` may be ahead by what is in flight) == ``unique`` + ``duplicates``.
         Each unique frame is decoded once (``decode_errors`` of them failed and arrive as
-        :class:`FrameError`) and put on the ``recv()`` queue, counted in ``delivered``
+        :class:`UndecodableFrame`) and put on the ``recv()`` queue, counted in ``delivered``
         (with ``snapshot_only``, stream updates only update the snapshot). ``dropped``
         counts what ``drop_oldest`` evicted from that queue, so at a quiet moment
-        ``delivered`` == messages read + ``dropped`` + ``queue_depth``.
+        ``delivered`` == messages read + ``dropped`` + ``queue_depth``. The copies of an
+        answer to a subscribe/unsubscribe request that other connections bring count as
+        ``duplicates``; ``awaiting_answers`` counts requests sent and not yet answered,
+        ``subscriptions_refused`` the subscriptions the server refused (and the client
+        forgot).
         """
         core = self._core
         d = core.dedup
@@ -500,6 +582,8 @@ class LazerClient:
             "inbound_depth": core.inbound.qsize(),
             "dedup_cache_size": d.cache_size,
             "subscriptions": len(core.subscriptions),
+            "subscriptions_refused": core.subscriptions.refused,
+            "awaiting_answers": core.subscriptions.awaiting_answers(),
             "closed": core.closed,
         }
 

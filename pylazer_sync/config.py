@@ -7,11 +7,13 @@ line with an :class:`~pylazer_sync.errors.InvalidRequestError` (a ``ValueError``
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import random
+import re
 import ssl
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,20 +36,53 @@ DEFAULT_HISTORY_URL: Final = "https://history.pyth-lazer.dourolabs.app"
 
 TOKEN_ENV_VAR: Final = "PYTH_LAZER_TOKEN"
 
+MAX_CONNECTIONS: Final = 32
+"""Upper bound of ``num_connections``. Each connection is a thread, a socket and one more
+copy of every frame to read and hash; Lazer has three endpoints and its SDKs use four
+connections, so beyond a few dozen more connections add cost and no redundancy (and a
+token's connection limit would refuse them anyway)."""
+
+MAX_SECONDS: Final = 86_400.0
+"""Upper bound of every duration setting (one day): a longer wait is indistinguishable
+from "forever" and overflows some platforms' timers."""
+
 OverflowPolicy = Literal["block", "drop_oldest"]
+
+
+# Characters that can be part of a bearer token (RFC 6750's b64token, plus '_'/'.').
+_TOKEN_CHARS: Final = r"A-Za-z0-9\-._~+/="
+# A secret this long is replaced wherever it appears; a shorter one only where it stands
+# alone, so that a one-letter test token does not turn "ConnectionRefusedError" into
+# "Connec***ionRefusedError" (no real token is that short).
+_SCRUB_ANYWHERE_LENGTH: Final = 12
 
 
 class Secret:
     """A string that never shows itself in a repr, a log line or an exception."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_pattern", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if len(value) >= _SCRUB_ANYWHERE_LENGTH:
+            self._pattern = re.compile(re.escape(value))
+        else:
+            self._pattern = re.compile(
+                rf"(?<![{_TOKEN_CHARS}]){re.escape(value)}(?![{_TOKEN_CHARS}])"
+            )
 
     def reveal(self) -> str:
         """The secret itself: only for the Authorization header."""
         return self._value
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every occurrence of the secret replaced by ``***``.
+
+        The one place where text that may hold the secret (an error page echoing the
+        request, an exception naming a URL) is cleaned before it is logged, stored in
+        stats or raised; ordinary words are never mangled.
+        """
+        return self._pattern.sub("***", text) if self._value else text
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -98,12 +133,14 @@ class Backoff:
     """A connection that lived this long resets the backoff."""
 
     def __post_init__(self) -> None:
-        _positive(self.initial, "backoff.initial")
-        _positive(self.max_interval, "backoff.max_interval")
-        _positive(self.reset_after, "backoff.reset_after")
-        if self.multiplier < 1.0:
-            raise InvalidRequestError(f"backoff.multiplier: {self.multiplier!r} must be >= 1")
-        if not 0.0 <= self.randomization < 1.0:
+        _seconds(self.initial, "backoff.initial")
+        _seconds(self.max_interval, "backoff.max_interval")
+        _seconds(self.reset_after, "backoff.reset_after")
+        if not _is_number(self.multiplier) or not 1.0 <= self.multiplier <= 100.0:
+            raise InvalidRequestError(
+                f"backoff.multiplier: {self.multiplier!r} must be in [1, 100]"
+            )
+        if not _is_number(self.randomization) or not 0.0 <= self.randomization < 1.0:
             raise InvalidRequestError(
                 f"backoff.randomization: {self.randomization!r} must be in [0, 1)"
             )
@@ -134,10 +171,39 @@ class BackoffTimer:
         return delay
 
 
-def _positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidRequestError(f"{name}: {value!r} must be a positive number")
-    return float(value)
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seconds(value: object, name: str) -> float:
+    """A duration setting: a finite number of seconds in (0, MAX_SECONDS]."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        if 0 < seconds <= MAX_SECONDS:  # NaN and infinity fail here too
+            return seconds
+    raise InvalidRequestError(
+        f"{name}: {value!r} must be a number of seconds > 0 and <= {MAX_SECONDS:g}"
+    )
+
+
+def _count(value: object, name: str, maximum: int | None = None) -> int:
+    """A size or count setting: an integer >= 1 (and <= ``maximum``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(f"{name}: {value!r} must be an integer >= 1")
+    if maximum is not None and value > maximum:
+        raise InvalidRequestError(f"{name}: {value!r} is more than the maximum, {maximum}")
+    return value
+
+
+def check_wait(timeout: object, name: str = "timeout") -> float | None:
+    """A timeout argument of a blocking call: None (wait for ever) or seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        seconds = float(timeout)
+        if not math.isnan(seconds) and seconds >= 0:
+            return min(seconds, MAX_SECONDS)
+    raise InvalidRequestError(f"{name}: {timeout!r} must be None or a number of seconds >= 0")
 
 
 def is_loopback(host: str) -> bool:
@@ -151,10 +217,26 @@ def is_loopback(host: str) -> bool:
 
 
 def rest_url_for(stream_endpoint: str) -> str:
-    """The REST base URL of a stream endpoint: same host, ``https``/``http``, no path."""
+    """The REST base URL of a stream endpoint: same host and port, ``https``/``http``, no
+    path (production serves REST on the stream hosts; the simulator answers REST on its
+    stream port too, so a client pointed at it finds REST with no extra setting)."""
     parts = urlsplit(stream_endpoint)
     scheme = "https" if parts.scheme == "wss" else "http"
     return urlunsplit((scheme, parts.netloc, "", "", ""))
+
+
+def rest_urls(
+    endpoints: Sequence[str], rest_url: str | None = None, history_url: str | None = None
+) -> tuple[str, str]:
+    """The REST and catalogue base URLs ``(rest_url, history_url)`` of a client of
+    ``endpoints``: the given ones; else production's for the production endpoints; else
+    derived from the first endpoint (:func:`rest_url_for`), the catalogue at the same place."""
+    production = tuple(endpoints) == DEFAULT_ENDPOINTS
+    if rest_url is None:
+        rest_url = DEFAULT_REST_URL if production else rest_url_for(endpoints[0])
+    if history_url is None:
+        history_url = DEFAULT_HISTORY_URL if production else rest_url
+    return rest_url, history_url
 
 
 def check_url(url: str, what: str, secure: str, plain: str, allow_insecure: bool) -> str:
@@ -179,18 +261,25 @@ def check_endpoint(url: str, allow_insecure: bool) -> str:
     return check_url(url, "endpoints", "wss", "ws", allow_insecure)
 
 
+def _set(config: object, name: str, value: object) -> None:
+    object.__setattr__(config, name, value)  # normalizing a frozen dataclass in __post_init__
+
+
 @dataclass(frozen=True)
 class ClientConfig:
-    """Everything a :class:`~pylazer_sync.LazerClient` needs, validated once.
+    """Every setting of a :class:`~pylazer_sync.LazerClient`, validated at construction.
 
-    Build it through ``LazerClient(...)``'s keyword arguments; see there for each knob.
+    The defaults below are the only place they are written: ``LazerClient``'s signature
+    refers to them, and a test checks the README's configuration table against them.
+    Each knob is described in ``LazerClient``'s docstring. A bad value raises
+    :class:`~pylazer_sync.InvalidRequestError` (a ``ValueError``) naming the knob.
     """
 
-    token: Secret
-    endpoints: tuple[str, ...] = DEFAULT_ENDPOINTS
+    token: Secret | str | None = None
+    endpoints: Sequence[str] | str = DEFAULT_ENDPOINTS
     num_connections: int = 4
     timeout: float = 5.0
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = Backoff()
     channel_capacity: int = 1000
     dedup_ttl: float = 10.0
     dedup_size: int = 100_000
@@ -198,102 +287,83 @@ class ClientConfig:
     start_timeout: float = 30.0
     allow_insecure: bool = False
     ssl_context: ssl.SSLContext | None = None
+    ca_file: str | None = None
     max_frame_size: int = 1 << 20
     on_all_down: Callable[[], None] | None = None
     snapshot_only: bool = False
-    rest_url: str = DEFAULT_REST_URL
-    history_url: str = DEFAULT_HISTORY_URL
+    rest_url: str | None = None
+    history_url: str | None = None
 
-    @classmethod
-    def build(
-        cls,
-        token: str | None,
-        *,
-        endpoints: Iterable[str] | None = None,
-        num_connections: int = 4,
-        timeout: float = 5.0,
-        backoff: Backoff | None = None,
-        channel_capacity: int = 1000,
-        dedup_ttl: float = 10.0,
-        dedup_size: int = 100_000,
-        overflow: OverflowPolicy = "block",
-        start_timeout: float = 30.0,
-        allow_insecure: bool = False,
-        ssl_context: ssl.SSLContext | None = None,
-        ca_file: str | None = None,
-        max_frame_size: int = 1 << 20,
-        on_all_down: Callable[[], None] | None = None,
-        snapshot_only: bool = False,
-        rest_url: str | None = None,
-        history_url: str | None = None,
-    ) -> ClientConfig:
-        """Validate every knob and resolve the token (argument, else ``PYTH_LAZER_TOKEN``)."""
-        if token is None:
-            token = os.environ.get(TOKEN_ENV_VAR)
-        if token is None or token == "":
-            raise InvalidRequestError(
-                f"no access token: pass token=... or set the {TOKEN_ENV_VAR} environment variable"
-            )
-        if not isinstance(token, str):
-            raise InvalidRequestError(f"token: expected a string, got {type(token).__name__}")
-        if any(c in token for c in "\r\n"):
-            raise InvalidRequestError("token: contains a line break")  # would split the header
-        eps = tuple(DEFAULT_ENDPOINTS if endpoints is None else endpoints)
-        if isinstance(endpoints, str):
-            eps = (endpoints,)
+    def __post_init__(self) -> None:
+        endpoints = self.endpoints
+        eps = (endpoints,) if isinstance(endpoints, str) else tuple(endpoints)
         if not eps:
             raise InvalidRequestError("endpoints: at least one endpoint must be given")
-        eps = tuple(check_endpoint(e, allow_insecure) for e in eps)
-        if (
-            isinstance(num_connections, bool)
-            or not isinstance(num_connections, int)
-            or num_connections < 1
-        ):
+        eps = tuple(check_endpoint(e, bool(self.allow_insecure)) for e in eps)
+        _set(self, "endpoints", eps)
+        _set(self, "token", resolve_token(self.token, eps))
+        _count(self.num_connections, "num_connections", MAX_CONNECTIONS)
+        for name in ("timeout", "dedup_ttl", "start_timeout"):
+            _set(self, name, _seconds(getattr(self, name), name))
+        for name in ("channel_capacity", "dedup_size", "max_frame_size"):
+            _count(getattr(self, name), name)
+        if not isinstance(self.backoff, Backoff):
             raise InvalidRequestError(
-                f"num_connections: {num_connections!r} must be an integer >= 1"
+                f"backoff: {self.backoff!r} is not a pylazer_sync.Backoff (e.g. Backoff(initial=1.0))"
             )
-        for name, value in (
-            ("channel_capacity", channel_capacity),
-            ("dedup_size", dedup_size),
-            ("max_frame_size", max_frame_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidRequestError(f"{name}: {value!r} must be an integer >= 1")
-        if overflow not in ("block", "drop_oldest"):
-            raise InvalidRequestError(f"overflow: {overflow!r}; expected 'block' or 'drop_oldest'")
-        if ssl_context is not None and ca_file is not None:
+        if self.overflow not in ("block", "drop_oldest"):
+            raise InvalidRequestError(
+                f"overflow: {self.overflow!r}; expected 'block' or 'drop_oldest'"
+            )
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise InvalidRequestError(f"ssl_context: {self.ssl_context!r} is not an ssl.SSLContext")
+        if self.ssl_context is not None and self.ca_file is not None:
             raise InvalidRequestError("pass either ssl_context or ca_file, not both")
-        if ca_file is not None:
+        if self.ca_file is not None:
             try:
-                ssl_context = ssl.create_default_context(cafile=ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise InvalidRequestError(f"ca_file: cannot load {ca_file!r}: {exc}") from None
-        if on_all_down is not None and not callable(on_all_down):
+                _set(self, "ssl_context", ssl.create_default_context(cafile=self.ca_file))
+            except (OSError, ssl.SSLError, TypeError) as exc:
+                raise InvalidRequestError(f"ca_file: cannot load {self.ca_file!r}: {exc}") from None
+        if self.on_all_down is not None and not callable(self.on_all_down):
             raise InvalidRequestError("on_all_down: must be callable")
-        if rest_url is None:
-            rest_url = DEFAULT_REST_URL if endpoints is None else rest_url_for(eps[0])
-        if history_url is None:
-            history_url = DEFAULT_HISTORY_URL if endpoints is None else rest_url
-        return cls(
-            token=Secret(token),
-            endpoints=eps,
-            num_connections=num_connections,
-            timeout=_positive(timeout, "timeout"),
-            backoff=backoff if backoff is not None else Backoff(),
-            channel_capacity=channel_capacity,
-            dedup_ttl=_positive(dedup_ttl, "dedup_ttl"),
-            dedup_size=dedup_size,
-            overflow=overflow,
-            start_timeout=_positive(start_timeout, "start_timeout"),
-            allow_insecure=bool(allow_insecure),
-            ssl_context=ssl_context,
-            max_frame_size=max_frame_size,
-            on_all_down=on_all_down,
-            snapshot_only=bool(snapshot_only),
-            rest_url=rest_url,
-            history_url=history_url,
-        )
+        for name in ("allow_insecure", "snapshot_only"):
+            _set(self, name, bool(getattr(self, name)))
+        rest_url, history_url = rest_urls(eps, self.rest_url, self.history_url)
+        _set(self, "rest_url", rest_url)
+        _set(self, "history_url", history_url)
+
+    @property
+    def secret(self) -> Secret | None:
+        """The access token (None when every endpoint is on this machine and none was given)."""
+        token = self.token
+        assert token is None or isinstance(token, Secret)  # __post_init__ made it so
+        return token
 
     def endpoint_for(self, connection_index: int) -> str:
         """Connection i uses endpoint i % len(endpoints), as in the Rust client."""
         return self.endpoints[connection_index % len(self.endpoints)]
+
+
+def resolve_token(token: object, endpoints: Sequence[str]) -> Secret | None:
+    """The token argument, else ``$PYTH_LAZER_TOKEN``; optional only for loopback endpoints.
+
+    The same rule holds for the library and the command line: a simulator (or any
+    endpoint) on this machine needs no token, and none is sent to it then; anything else
+    needs one.
+    """
+    if isinstance(token, Secret):
+        return token
+    if token is None:
+        token = os.environ.get(TOKEN_ENV_VAR) or None
+    if token is None or token == "":
+        if all(is_loopback(urlsplit(e).hostname or "") for e in endpoints):
+            return None
+        raise InvalidRequestError(
+            f"no access token: pass token=... or set the {TOKEN_ENV_VAR} environment variable "
+            "(only endpoints on this machine may be used without one)"
+        )
+    if not isinstance(token, str):
+        raise InvalidRequestError(f"token: expected a string, got {type(token).__name__}")
+    if any(c in token for c in "\r\n"):
+        raise InvalidRequestError("token: contains a line break")  # would split the header
+    return Secret(token)

@@ -22,19 +22,14 @@ import websocket
 
 from . import transport
 from .config import BackoffTimer, ClientConfig
+from .dial import DeadlineExceeded, dial
+from .pipeline import Inbound, InboundItem
 from .protocol import SubscribeRequest, UnsubscribeRequest
-from .subscriptions import SubscriptionRegistry
+from .subscriptions import RequestKind, SubscriptionRegistry
 from .worker import Worker
 
 logger = logging.getLogger("pylazer_sync")
 
-# Items on the inbound queue: (connection index, [(is_text, raw frame bytes), ...]).
-# Frames travel in batches: one queue operation per batch instead of per frame.
-Frame = tuple[bool, bytes]
-InboundItem = tuple[int, list[Frame]]
-
-_OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
-_OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
 _OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
 _PUT_SLICE = 0.25
 # A batch is handed over when the socket has no more bytes ready (so a frame never waits
@@ -61,18 +56,12 @@ class _ConnectionLost(Exception):
     """Internal: the current socket is finished; the text says why."""
 
 
-def _interrupt(ws: websocket.WebSocket) -> None:
-    """Wake a thread blocked reading ``ws``, also during the handshake (when websocket-
-    client's own ``abort()`` does nothing yet); best effort, the socket may be gone."""
-    sock = ws.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def scrub(text: str, secret: str) -> str:
-    """Remove a secret from a text before it reaches a log line, stats or an exception."""
-    return text.replace(secret, "***") if secret else text
+def _interrupt(sock: socket.socket) -> None:
+    """Wake a thread blocked on ``sock``: reading, connecting, or in the TLS or WebSocket
+    handshake (when websocket-client's own ``abort()`` does nothing yet); best effort,
+    the socket may be gone."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Connection(Worker):
@@ -91,7 +80,7 @@ class Connection(Worker):
         self,
         index: int,
         config: ClientConfig,
-        inbound: queue.Queue[Any],
+        inbound: Inbound,
         subscriptions: SubscriptionRegistry,
         on_state: Callable[[Connection], None],
         stop: threading.Event,
@@ -104,11 +93,13 @@ class Connection(Worker):
         self._on_state = on_state
         self._stop = stop
         self._backoff = BackoffTimer(config.backoff, config.timeout)
-        # Guards the socket, `state` transitions to/from OPEN and `_sent_ids`, so a
-        # subscription made while this connection opens is sent exactly once.
+        # Guards the socket, `state` transitions to/from OPEN, `_epoch` and `_sent`, so a
+        # subscription made while this connection opens is sent exactly once per socket.
         self._lock = threading.Lock()
         self._ws: websocket.WebSocket | None = None
-        self._sent_ids: set[int] = set()
+        self._sock: socket.socket | None = None  # the socket of the current attempt
+        self._epoch = 0  # numbers the sockets this connection opens
+        self._sent: dict[int, int] = {}  # subscription id -> generation sent on this socket
         self._socket_open = False  # counts disconnects of sockets that were opened
         self.state = ConnectionState.IDLE
         # Statistics: written only by this connection's thread.
@@ -118,33 +109,49 @@ class Connection(Worker):
         self.bytes = 0
         self.last_frame_at: float | None = None
         self.last_error: str | None = None
+        self.attempts = 0
+        """Connection attempts that ended (opened or failed)."""
         self.last_status: int | None = None
+        """The HTTP status that refused the last attempt that ended, else None."""
         self.opened_at: float | None = None
         super().__init__(f"pylazer-conn-{index}")
 
     # -- control, from the client's threads ----------------------------------------
 
     def abort(self) -> None:
-        """Close the current socket at once (used by close(); unblocks a pending read)."""
+        """Close the current socket at once (used by close()): unblocks a pending read,
+        a TCP connect, or a TLS or WebSocket handshake in progress."""
         with self._lock:
-            ws = self._ws
-        if ws is not None:
-            _interrupt(ws)
+            sock = self._sock
+        if sock is not None:
+            _interrupt(sock)
 
-    def send_subscribe(self, request: SubscribeRequest) -> None:
-        """Send a subscription if this connection is open and has not sent it yet."""
-        assert request.subscription_id is not None
+    def _on_socket(self, sock: socket.socket) -> None:
+        """The dialer's socket exists: from now on abort() can interrupt it."""
         with self._lock:
-            if self.state is ConnectionState.OPEN and request.subscription_id not in self._sent_ids:
+            self._sock = sock
+
+    def send_subscribe(self, request: SubscribeRequest, generation: int) -> None:
+        """Send a subscription if this connection is open and has not sent it on this socket."""
+        sub_id = request.subscription_id
+        assert sub_id is not None
+        with self._lock:
+            if self.state is ConnectionState.OPEN and self._sent.get(sub_id) != generation:
+                self._subscriptions.sent(
+                    self.index, self._epoch, sub_id, RequestKind.SUBSCRIBE, generation
+                )
                 self._send_locked(request.to_json())
-                self._sent_ids.add(request.subscription_id)
+                self._sent[sub_id] = generation
 
-    def send_unsubscribe(self, subscription_id: int) -> None:
+    def send_unsubscribe(self, subscription_id: int, generation: int) -> None:
         """Send an unsubscribe if this connection is open and carries the subscription."""
         with self._lock:
-            if self.state is ConnectionState.OPEN and subscription_id in self._sent_ids:
+            if self.state is ConnectionState.OPEN and subscription_id in self._sent:
+                self._subscriptions.sent(
+                    self.index, self._epoch, subscription_id, RequestKind.UNSUBSCRIBE, generation
+                )
                 self._send_locked(UnsubscribeRequest(subscription_id).to_json())
-                self._sent_ids.discard(subscription_id)
+                del self._sent[subscription_id]
 
     def _send_locked(self, text: str) -> None:
         ws = self._ws
@@ -190,17 +197,17 @@ class Connection(Worker):
             logger.exception("connection %d: state listener failed", self.index)
 
     def _run(self) -> None:
-        token = self._config.token.reveal()
         while not self._stop.is_set():
             lifetime: float | None = None
             failure: Exception | None = None
-            self.last_status = None
             self._set_state(ConnectionState.CONNECTING)
             try:
-                ws = self._connect(token)
+                ws = self._connect()
             except Exception as exc:  # every failure means: back off and try again
                 failure = exc
             else:
+                self.last_status = None
+                self.attempts += 1
                 opened = time.monotonic()
                 try:
                     self._open(ws)
@@ -210,11 +217,15 @@ class Connection(Worker):
                 lifetime = time.monotonic() - opened
                 if failure is not None:
                     # The reason first: stats never show a disconnect without its cause.
-                    self._record_failure(failure, token)
+                    self._record_failure(failure)
                     failure = None
                 self._close(ws)
             if failure is not None:
-                self._record_failure(failure, token)
+                self.last_status = None  # _record_failure sets it for an HTTP refusal
+                self.attempts += 1
+                self._record_failure(failure)
+            with self._lock:
+                self._sock = None
             if self._stop.is_set():
                 break
             delay = self._backoff.next_delay(lifetime)
@@ -239,68 +250,54 @@ class Connection(Worker):
             return f"HTTP {exc.status_code} on the WebSocket upgrade", ConnectionState.BACKOFF
         return f"{type(exc).__name__}: {exc}", ConnectionState.BACKOFF
 
-    def _record_failure(self, exc: Exception, token: str) -> None:
-        text, state = self._describe(exc)
-        self.last_error = scrub(text, token)[:500]
-        if self._stop.is_set():
+    def _record_failure(self, exc: Exception) -> None:
+        if self._stop.is_set():  # close() ended it: not a fault, nothing to report
             return
+        text, state = self._describe(exc)
+        secret = self._config.secret
+        self.last_error = (secret.scrub(text) if secret is not None else text)[:500]
         level = logging.ERROR if state is ConnectionState.AUTH_FAILED else logging.WARNING
         logger.log(level, "connection %d to %s: %s", self.index, self.endpoint, self.last_error)
         self._set_state(state)
 
-    def _connect(self, token: str) -> websocket.WebSocket:
-        sslopt: dict[str, Any] = {}
-        if self._config.ssl_context is not None:
-            sslopt["context"] = self._config.ssl_context
-        ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
-        with self._lock:
-            self._ws = ws  # so abort() can interrupt a slow handshake
+    def _connect(self) -> websocket.WebSocket:
         if self._stop.is_set():
             raise _ConnectionLost("client closing")
-        # Each read of the handshake has the timeout, but a server trickling header lines
-        # could stretch the whole upgrade forever: a deadline closes the socket instead.
+        secret = self._config.secret
+        header = [] if secret is None else [f"Authorization: Bearer {secret.reveal()}"]
         timeout = self._config.timeout
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            _interrupt(ws)
-
-        deadline = threading.Timer(timeout, expire)
-        deadline.name = f"pylazer-handshake-{self.index}"
-        deadline.daemon = True
-        deadline.start()
         try:
-            ws.connect(
+            return dial(
                 self.endpoint,
-                header=[f"Authorization: Bearer {token}"],
+                header=header,
                 timeout=timeout,
-                redirect_limit=0,  # a redirect would resend the token to wherever it points
+                ssl_context=self._config.ssl_context,
+                on_socket=self._on_socket,
+                cancelled=self._stop.is_set,
             )
-        except Exception:
-            if expired.is_set():
-                raise _ConnectionLost(
-                    f"connecting and the WebSocket handshake took longer than {timeout} s"
-                ) from None
-            raise
-        finally:
-            deadline.cancel()
-        if expired.is_set():  # it fired just as the handshake finished
-            raise _ConnectionLost(f"the WebSocket handshake took longer than {timeout} s")
-        return ws
+        except DeadlineExceeded:
+            raise _ConnectionLost(
+                f"connecting and the WebSocket handshake took longer than {timeout} s"
+            ) from None
 
     def _open(self, ws: websocket.WebSocket) -> None:
         with self._lock:
-            self._sent_ids.clear()
+            self._ws = ws
+            self._sent.clear()
+            self._epoch += 1
             self._socket_open = True
             self.connects += 1
             self.opened_at = time.monotonic()
             self.last_frame_at = self.opened_at
             self.state = ConnectionState.OPEN
-            for request in self._subscriptions.snapshot():
-                assert request.subscription_id is not None
+            for request, generation in self._subscriptions.snapshot():
+                sub_id = request.subscription_id
+                assert sub_id is not None
+                self._subscriptions.sent(
+                    self.index, self._epoch, sub_id, RequestKind.SUBSCRIBE, generation
+                )
                 ws.send(request.to_json())
-                self._sent_ids.add(request.subscription_id)
+                self._sent[sub_id] = generation
         logger.info("connection %d: open to %s", self.index, self.endpoint)
         self._set_state(ConnectionState.OPEN)
 
@@ -309,7 +306,7 @@ class Connection(Worker):
             was_open = self._socket_open
             self._socket_open = False
             self._ws = None
-            self._sent_ids.clear()
+            self._sent.clear()
             if self.state is ConnectionState.OPEN:
                 self.state = ConnectionState.BACKOFF
         if was_open:
@@ -321,50 +318,40 @@ class Connection(Worker):
             pass
 
     def _read_until_lost(self, ws: websocket.WebSocket) -> None:
-        """Read frames until the socket fails, stalls past the timeout, or the client stops."""
+        """Read frames until the socket fails, stalls past the timeout, or the client stops.
+
+        Frames come in batches (see :class:`transport.FrameReader`), each handed on as it
+        is: the per-frame work here is none, so the counters are updated per batch. A
+        batch is always complete before the reader waits for the network again, so no
+        frame waits for network I/O.
+        """
         index = self.index
-        batch: list[Frame] = []
-
-        def flush() -> None:
-            nonlocal batch
-            if batch:
-                self._push((index, batch))
-                batch = []
-
-        next_message = transport.install(ws, self._config.max_frame_size, flush)
-        max_size = self._config.max_frame_size
+        epoch = self._epoch
+        timeout = self._config.timeout
+        read_batch = transport.FrameReader(ws, self._config.max_frame_size, MAX_BATCH).read_batch
+        push = self._push
+        monotonic = time.monotonic
         stop = self._stop
-        try:
-            while not stop.is_set():
-                try:
-                    opcode, data = next_message()
-                except websocket.WebSocketTimeoutException:
-                    raise _ConnectionLost(
-                        f"no frame for {self._config.timeout} s (not even a ping): connection stalled"
-                    ) from None
-                except websocket.WebSocketConnectionClosedException:
-                    raise _ConnectionLost("connection closed by the peer") from None
-                except transport.FrameTooLarge as exc:
-                    raise _ConnectionLost(str(exc)) from None
-                except OSError as exc:
-                    raise _ConnectionLost(f"socket error: {exc}") from None
-                self.last_frame_at = time.monotonic()  # any frame, pings included, proves life
-                if opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
-                    size = len(data)
-                    if size > max_size:  # fragments joined past the limit
-                        raise _ConnectionLost(
-                            f"a message of {size} bytes exceeds max_frame_size {max_size}"
-                        )
-                    self.frames += 1
-                    self.bytes += size
-                    batch.append((opcode == _OPCODE_TEXT, data))
-                    if len(batch) >= MAX_BATCH:
-                        flush()
-                elif opcode == _OPCODE_CLOSE:
-                    raise _ConnectionLost("the server closed the connection")
-        finally:
-            # Frames read before a failure are real data: deliver them too.
-            flush()
+        while not stop.is_set():
+            try:
+                frames, size, control = read_batch()
+            except websocket.WebSocketTimeoutException:
+                raise _ConnectionLost(
+                    f"no frame for {timeout} s (not even a ping): connection stalled"
+                ) from None
+            except websocket.WebSocketConnectionClosedException:
+                raise _ConnectionLost("connection closed by the peer") from None
+            except transport.FrameTooLarge as exc:
+                raise _ConnectionLost(str(exc)) from None
+            except OSError as exc:
+                raise _ConnectionLost(f"socket error: {exc}") from None
+            self.last_frame_at = monotonic()  # any frame, pings included, proves life
+            if frames:
+                self.frames += len(frames)
+                self.bytes += size
+                push((index, epoch, frames))
+            elif control is not None and control[0] == _OPCODE_CLOSE:
+                raise _ConnectionLost("the server closed the connection")
 
     def _push(self, item: InboundItem) -> None:
         try:

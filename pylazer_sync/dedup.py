@@ -4,36 +4,42 @@ Every connection carries the same subscriptions, so each update arrives once per
 connection, byte for byte identical. Deduplicating on the raw bytes before decoding
 means N connections cost N reads but one decode. Seen frames are kept for ``dedup_ttl``
 seconds in a ``cachetools.TTLCache`` bounded by ``dedup_size`` entries.
+
+The server's answers to subscribe/unsubscribe requests are the exception: their bytes
+carry only the subscription id, so a second ``subscribe(7)`` is answered with the very
+bytes of the first. They are matched to the request they answer instead
+(:class:`~pylazer_sync.subscriptions.SubscriptionRegistry.answer`), so each call's
+answer is delivered exactly once, whatever its age.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Final, TypeAlias
 
-from cachetools import TTLCache
+from cachetools import Cache, TTLCache
 
 from .buffer import MessageBuffer
 from .errors import ProtocolError
+from .pipeline import STOP, Inbound
 from .protocol import ServerMessage, StreamUpdate, decode_frame
+from .ratelog import RateLimitedWarning
 from .snapshot import LatestSnapshot
+from .subscriptions import ANSWER_TYPES, SubscriptionRegistry
 from .worker import Worker
 
 logger = logging.getLogger("pylazer_sync")
 
-STOP: Final = object()
-"""Put on the inbound queue to end the dedup thread."""
-
-_ERROR_LOG_INTERVAL = 5.0
+_UNMATCHED: Final = b"unmatched answer"
 
 
 @dataclass(frozen=True, slots=True)
-class FrameError:
-    """A frame that could not be decoded; delivered in place of a message, and counted.
+class UndecodableFrame:
+    """A message, not an exception: a frame that could not be decoded, delivered by
+    ``recv()`` in its place and counted in ``stats()["decode_errors"]``.
 
     The stream goes on: the same update usually arrives intact on another connection.
     ``error`` says what was wrong (and where, for binary frames).
@@ -46,7 +52,7 @@ class FrameError:
     is_text: bool
 
 
-Message: TypeAlias = ServerMessage | FrameError
+Message: TypeAlias = ServerMessage | UndecodableFrame
 """Everything ``recv()`` can return."""
 
 
@@ -55,12 +61,13 @@ class Deduplicator(Worker):
 
     def __init__(
         self,
-        inbound: queue.Queue[Any],
+        inbound: Inbound,
         output: MessageBuffer[Message],
         endpoints: Sequence[str],
         ttl: float,
         size: int,
         snapshot: LatestSnapshot,
+        subscriptions: SubscriptionRegistry,
         queue_updates: bool = True,
     ) -> None:
         self._inbound = inbound
@@ -72,21 +79,26 @@ class Deduplicator(Worker):
         # key with odds of about size / 2**64 per frame (~5e-15 at the default size).
         self._seen: TTLCache[int, bool] = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
         self._snapshot = snapshot
+        self._subscriptions = subscriptions
         self._queue_updates = queue_updates
+        self._warn_undecodable = RateLimitedWarning()
         # Counters: written only by the dedup thread.
         self.frames = 0
         self.unique = 0
         self.duplicates = 0
         self.decode_errors = 0
         self.delivered = 0
-        self._last_error_log = 0.0
-        self._errors_since_log = 0
         super().__init__("pylazer-dedup")
 
     @property
     def cache_size(self) -> int:
-        """Frames currently remembered."""
-        return len(self._seen)
+        """Frames currently remembered (expired ones until the dedup thread's next insert).
+
+        Read from other threads (``stats()``): ``len()`` of a TTLCache expires entries,
+        which would change the cache under the dedup thread's feet (cachetools 8), so
+        this reads the plain count without expiring anything.
+        """
+        return Cache.__len__(self._seen)
 
     def _run(self) -> None:
         get = self._inbound.get
@@ -95,12 +107,12 @@ class Deduplicator(Worker):
             item = get()
             if item is STOP:
                 return
-            connection, frames = item
+            connection, epoch, frames = item
             batch: list[Message] = []
             updates: list[StreamUpdate] = []
             for is_text, data in frames:
                 try:
-                    message = self._handle(connection, is_text, data)
+                    message = self._handle(connection, epoch, is_text, data)
                 except Exception:  # a bug here must not end the stream
                     logger.exception("dedup: unexpected error handling a frame")
                     continue
@@ -118,7 +130,7 @@ class Deduplicator(Worker):
             if batch:
                 self.delivered += self._output.put_many(batch)
 
-    def _handle(self, connection: int, is_text: bool, data: bytes) -> Message | None:
+    def _handle(self, connection: int, epoch: int, is_text: bool, data: bytes) -> Message | None:
         """The message a frame carries, decoded once, or None if it is a duplicate."""
         self.frames += 1
         seen = self._seen
@@ -126,29 +138,39 @@ class Deduplicator(Worker):
         if key in seen:
             self.duplicates += 1
             return None
-        seen[key] = True
-        self.unique += 1
         try:
-            return decode_frame(data, is_text)
+            message = decode_frame(data, is_text)
         except ProtocolError as exc:
-            return self._frame_error(connection, is_text, data, str(exc))
+            seen[key] = True
+            self.unique += 1
+            return self._undecodable(connection, is_text, data, str(exc))
+        if type(message) in ANSWER_TYPES:
+            # Not remembered by its bytes: every copy is matched to its request.
+            deliver = self._subscriptions.answer(connection, epoch, message)  # type: ignore[arg-type]
+            if deliver is None:  # no request of ours explains it: dedup it by its bytes
+                key = hash((_UNMATCHED, data))
+                deliver = key not in seen
+                if deliver:
+                    seen[key] = True
+            if not deliver:
+                self.duplicates += 1
+                return None
+        else:
+            seen[key] = True
+        self.unique += 1
+        return message
 
-    def _frame_error(self, connection: int, is_text: bool, data: bytes, text: str) -> FrameError:
+    def _undecodable(
+        self, connection: int, is_text: bool, data: bytes, text: str
+    ) -> UndecodableFrame:
         self.decode_errors += 1
-        self._errors_since_log += 1
         endpoint = self._endpoints[connection % len(self._endpoints)]
-        now = time.monotonic()
-        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
-            logger.warning(
-                "undecodable %s frame of %d bytes from connection %d (%s): %s "
-                "[%d such frame(s) since the last report]",
-                "text" if is_text else "binary",
-                len(data),
-                connection,
-                endpoint,
-                text,
-                self._errors_since_log,
-            )
-            self._last_error_log = now
-            self._errors_since_log = 0
-        return FrameError(connection, endpoint, text, len(data), is_text)
+        self._warn_undecodable(
+            "undecodable %s frame of %d bytes from connection %d (%s): %s",
+            "text" if is_text else "binary",
+            len(data),
+            connection,
+            endpoint,
+            text,
+        )
+        return UndecodableFrame(connection, endpoint, text, len(data), is_text)

@@ -1,52 +1,41 @@
-"""Stream updates as data: pandas DataFrames, and jsonl recordings that read back exactly.
+"""Stream updates as data: pandas DataFrames over updates, snapshots and recordings.
 
-Two jobs that meet at the same question, "how do I analyse what I received?":
+"How do I analyse what I received?":
 
 * :func:`updates_frame` / :func:`latest_frame` turn updates (or the client's latest-value
-  snapshot) into a tidy :class:`pandas.DataFrame`, one row per feed update. pandas is
-  imported only when one of them is called, so this module (and the jsonl helpers)
-  work without the ``pandas`` extra.
-* :func:`update_to_jsonl_obj` / :func:`write_jsonl` / :func:`read_jsonl` record updates
-  as JSON lines (``pylazer-sync stream --output jsonl`` writes the same format) and read
-  them back into the very same typed :class:`~pylazer_sync.StreamUpdate` objects,
-  signed envelopes included, so a recording can be re-verified or re-analysed later.
+  snapshot) into a tidy :class:`pandas.DataFrame`, one row per feed update.
+* :func:`read_parquet` loads a Parquet recording (one file or a directory of them, see
+  :class:`~pylazer_sync.recording.ParquetRecorder`) into the same layout, filtered by feed
+  and time as it is read.
+* :func:`read_recording`, :func:`read_jsonl` and :func:`write_jsonl` come from
+  :mod:`pylazer_sync.recording` (re-exported here): recordings read back as the very same
+  typed :class:`~pylazer_sync.StreamUpdate` objects, signed envelopes included.
 
-The jsonl format, one object per line::
-
-    {"subscription_id": 1, "timestamp_us": 1718000000200000, "channel_id": 3, "parsed": true,
-     "feeds": [{"feed_id": 1, "price": 6500012345678, "exponent": -8, ...,
-                "real": {"price": "65000.12345678", ...}}],
-     "solana": "b9011a82...", "evm": "2a22999a...", "leEcdsa": "...", "leUnsigned": "..."}
-
-Property values are the integer mantissas (or the session name) under their snake_case
-names, in the order they came on the wire; ``real`` repeats the price-like ones as exact
-decimal strings for readers that do not want to scale; each envelope is the hex of its
-bytes, present only if the update carried it. ``parsed`` says whether the update had a
-``parsed`` object (JSON delivery, or a JSON envelope in binary delivery); ``channel_id``
-is there only when known. Readers must ignore keys they do not know.
+pandas is imported only when a DataFrame is asked for, so this module (and the jsonl
+helpers) work without the ``pandas`` extra; pyarrow only when Parquet is read.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .errors import MissingDependencyError, ProtocolError
-from .protocol import (
-    EvmMessage,
-    FeedUpdate,
-    LeEcdsaMessage,
-    LeUnsignedMessage,
-    Payload,
-    SolanaMessage,
-    StreamUpdate,
-    decode_message,
-)
+from .errors import InvalidRequestError, MissingDependencyError
+from .protocol import FeedUpdate, StreamUpdate
 from .protocol.types import PRICE_LIKE_ATTRS, PROPERTY_ATTRS, Property
+from .recording import (
+    JsonlReader,
+    feed_to_jsonl_obj,
+    read_jsonl,
+    read_recording,
+    update_from_jsonl_obj,
+    update_to_jsonl_obj,
+    write_jsonl,
+)
+from .recording.columns import PROPERTY_COLUMNS, pyarrow, schema
+from .recording.reader import parquet_files
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,121 +49,16 @@ Numbers = Literal["decimal", "float"]
 SymbolsLike = Mapping[int, str] | Iterable["SymbolInfo"]
 """Feed id -> symbol, as a mapping or as the list ``client.symbols()`` returns."""
 
-# (wire name in the record, StreamUpdate attribute, envelope class)
-_ENVELOPES: Final = (
-    ("evm", "evm", EvmMessage),
-    ("solana", "solana", SolanaMessage),
-    ("leEcdsa", "le_ecdsa", LeEcdsaMessage),
-    ("leUnsigned", "le_unsigned", LeUnsignedMessage),
-)
-_PROPERTY_BY_ATTR: Final[dict[str, Property]] = {a: p for p, a in PROPERTY_ATTRS.items()}
+TimeLike = _dt.datetime | str | int
+"""A moment: a datetime (naive means UTC), an ISO 8601 string, or microseconds since the epoch."""
+
 # Property attributes in property-id order: the DataFrame's column order.
 _VALUE_ATTRS: Final = tuple(PROPERTY_ATTRS[p] for p in Property)
 # Integer properties that are timestamps in microseconds: shown as UTC datetimes.
 _TIMESTAMP_ATTRS: Final = frozenset({"feed_update_timestamp", "funding_timestamp"})
-
-
-# ---------------------------------------------------------------------------------
-# jsonl recordings (no pandas needed)
-# ---------------------------------------------------------------------------------
-
-
-def _plain(value: Decimal) -> str:
-    """A decimal without an exponent (``0.00000012``, not ``1.2E-7``): easy to read and parse."""
-    return format(value, "f")
-
-
-def feed_to_jsonl_obj(feed: FeedUpdate) -> dict[str, Any]:
-    """One feed of a record: ``feed_id``, the values by snake_case name, then ``real``."""
-    out: dict[str, Any] = {"feed_id": feed.feed_id}
-    for prop in feed.wire_properties():
-        attr = PROPERTY_ATTRS[prop]
-        value = getattr(feed, attr)
-        if value is not None:
-            out[attr] = value
-    real = {name: _plain(v) for name, v in feed.real_values().items()}
-    if real:
-        out["real"] = real
-    return out
-
-
-def update_to_jsonl_obj(update: StreamUpdate) -> dict[str, Any]:
-    """The record of one update (see the module docstring for the format)."""
-    out: dict[str, Any] = {
-        "subscription_id": update.subscription_id,
-        "timestamp_us": update.timestamp_us,
-    }
-    payload = update.payload
-    if payload is not None and payload.channel_id is not None:
-        out["channel_id"] = payload.channel_id
-    out["parsed"] = update.parsed is not None
-    out["feeds"] = [feed_to_jsonl_obj(f) for f in update.feeds]
-    for name, attr, _ in _ENVELOPES:
-        envelope = getattr(update, attr)
-        if envelope is not None:
-            out[name] = envelope.encode().hex()
-    return out
-
-
-def _feed_from_jsonl_obj(obj: Any, where: str) -> FeedUpdate:
-    if not isinstance(obj, dict):
-        raise ProtocolError(f"{where}: expected an object")
-    kwargs: dict[str, Any] = {}
-    order: list[Property] = []
-    for key, value in obj.items():
-        prop = _PROPERTY_BY_ATTR.get(key)
-        if prop is None:
-            continue  # feed_id, real, or a key newer than this reader
-        if prop is Property.MARKET_SESSION:
-            ok = isinstance(value, str)
-        else:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        if not ok:
-            raise ProtocolError(f"{where}.{key}: unexpected value {value!r:.40}")
-        kwargs[key] = value
-        order.append(prop)
-    feed_id = obj.get("feed_id")
-    if not isinstance(feed_id, int) or isinstance(feed_id, bool):
-        raise ProtocolError(f"{where}: missing or bad feed_id")
-    return FeedUpdate(feed_id, **kwargs, properties=tuple(order))
-
-
-def update_from_jsonl_obj(obj: Any) -> StreamUpdate:
-    """Rebuild the typed update from a record; envelopes are decoded from their bytes.
-
-    Raises :class:`~pylazer_sync.ProtocolError` saying what is wrong with the record.
-    """
-    if not isinstance(obj, dict):
-        raise ProtocolError(f"record: expected a JSON object, got {type(obj).__name__}")
-    sub_id = obj.get("subscription_id")
-    if not isinstance(sub_id, int) or isinstance(sub_id, bool):
-        raise ProtocolError("record: missing or bad subscription_id")
-    envelopes: dict[str, Any] = {}
-    for name, attr, cls in _ENVELOPES:
-        text = obj.get(name)
-        if text is None:
-            continue
-        try:
-            raw = bytes.fromhex(text)
-        except (TypeError, ValueError):
-            raise ProtocolError(f"record: {name} is not a hex string") from None
-        message = decode_message(raw)
-        if not isinstance(message, cls):
-            raise ProtocolError(f"record: {name} holds a {type(message).__name__}")
-        envelopes[attr] = message
-    parsed: Payload | None = None
-    if obj.get("parsed", True):
-        timestamp = obj.get("timestamp_us")
-        feeds = obj.get("feeds")
-        if not isinstance(timestamp, int) or not isinstance(feeds, list):
-            raise ProtocolError("record: a parsed update needs timestamp_us and feeds")
-        channel_id = obj.get("channel_id")
-        parsed = Payload(
-            timestamp_us=timestamp,
-            feeds=[_feed_from_jsonl_obj(f, f"feeds[{i}]") for i, f in enumerate(feeds)],
-            channel_id=channel_id if isinstance(channel_id, int) else None,
-        )
-    return StreamUpdate(sub_id, parsed, **envelopes)
+# Integer properties shown as nullable integers (a feed may lack a value).
+_NULLABLE_INT_ATTRS: Final = ("publisher_count", "exponent", "funding_rate_interval")
+_FIRST_COLUMNS: Final = ["timestamp", "subscription_id", "feed_id", "symbol"]
 
 
 def _updates_only(messages: Iterable[Any]) -> Iterator[StreamUpdate]:
@@ -182,39 +66,6 @@ def _updates_only(messages: Iterable[Any]) -> Iterator[StreamUpdate]:
     for m in messages:
         if isinstance(m, StreamUpdate):
             yield m
-
-
-def write_jsonl(updates: Iterable[Any], dest: str | os.PathLike[str] | IO[str]) -> int:
-    """Append one line per stream update to a file (path or open text file); other
-    messages are skipped. Returns the number of lines written."""
-    if isinstance(dest, (str, os.PathLike)):
-        with open(dest, "a", encoding="utf-8") as f:
-            return write_jsonl(updates, f)
-    count = 0
-    for update in _updates_only(updates):
-        dest.write(json.dumps(update_to_jsonl_obj(update), separators=(",", ":")) + "\n")
-        count += 1
-    return count
-
-
-def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> Iterator[StreamUpdate]:
-    """The updates of a recording, in order, as typed :class:`~pylazer_sync.StreamUpdate`\\ s.
-
-    Lazy, so a long recording is never held in memory at once. Blank lines are skipped;
-    a malformed line raises :class:`~pylazer_sync.ProtocolError` naming its line number.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, encoding="utf-8") as f:
-            yield from read_jsonl(f)
-        return
-    for number, line in enumerate(source, 1):
-        if not line.strip():
-            continue
-        try:
-            update = update_from_jsonl_obj(json.loads(line))
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError and ProtocolError alike
-            raise ProtocolError(f"line {number}: {exc}") from None
-        yield update
 
 
 # ---------------------------------------------------------------------------------
@@ -271,7 +122,7 @@ def _frame(rows: list[dict[str, Any]], first: list[str], numbers: Numbers) -> pd
     for column in ("timestamp", "received_at", *_TIMESTAMP_ATTRS):
         if column in frame:
             frame[column] = pdm.to_datetime(frame[column], utc=True)
-    for attr in ("publisher_count", "exponent", "funding_rate_interval"):
+    for attr in _NULLABLE_INT_ATTRS:
         if attr in frame:
             frame[attr] = frame[attr].astype("Int64")  # nullable: a feed may lack a value
     if numbers == "float":
@@ -283,7 +134,7 @@ def _frame(rows: list[dict[str, Any]], first: list[str], numbers: Numbers) -> pd
 
 def _check_numbers(numbers: str) -> Numbers:
     if numbers not in ("decimal", "float"):
-        raise ValueError(f"numbers: {numbers!r}; expected 'decimal' or 'float'")
+        raise InvalidRequestError(f"numbers: {numbers!r}; expected 'decimal' or 'float'")
     return numbers  # type: ignore[return-value]
 
 
@@ -302,7 +153,7 @@ def updates_frame(
     and fast arithmetic. Timestamps in microseconds become UTC datetimes.
 
     ``updates`` may hold any messages (what ``recv_many()`` returns, or
-    :func:`read_jsonl`'s iterator): only stream updates make rows.
+    :func:`read_jsonl`'s iterator, :func:`read_recording`): only stream updates make rows.
     """
     numbers = _check_numbers(numbers)
     names = symbol_map(symbols)
@@ -320,7 +171,7 @@ def updates_frame(
                     **_feed_row(feed, numbers),
                 }
             )
-    return _frame(rows, ["timestamp", "subscription_id", "feed_id", "symbol"], numbers)
+    return _frame(rows, _FIRST_COLUMNS, numbers)
 
 
 def latest_frame(
@@ -356,12 +207,132 @@ def latest_frame(
     return indexed
 
 
+# ---------------------------------------------------------------------------------
+# Parquet recordings (pyarrow and pandas)
+# ---------------------------------------------------------------------------------
+
+
+def _moment_us(value: TimeLike, name: str) -> int:
+    """Microseconds since the epoch of a datetime, ISO string or integer."""
+    if isinstance(value, bool):
+        raise InvalidRequestError(f"{name}: expected a datetime, ISO string or microseconds")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRequestError(f"{name}: {value!r} is not an ISO 8601 time") from None
+    if not isinstance(value, _dt.datetime):
+        raise InvalidRequestError(f"{name}: expected a datetime, ISO string or microseconds")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    delta = value - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _real_column(pa: Any, mantissas: Any, exponents: Any, numbers: Numbers) -> Any:
+    """Real values of a price-like column: mantissa x 10^exponent, row by row.
+
+    Floats are one correctly rounded division (or product) per row, so they equal
+    ``float(FeedUpdate.real(...))`` whenever the mantissa fits a double exactly. Decimals
+    are built per exponent by Arrow: the mantissa reinterpreted as a decimal of scale
+    ``-exponent`` is exactly the real value. A row without an exponent keeps its mantissa.
+    """
+    import numpy as np
+
+    pdm = _pandas()
+    valid_exp = exponents.is_valid().to_numpy(zero_copy_only=False)
+    if numbers == "float":
+        m = mantissas.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        e = exponents.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        scale = np.power(10.0, np.abs(e).astype(np.float64))
+        return np.where(e < 0, m / scale, m * scale)
+    out = np.empty(len(mantissas), dtype=object)
+    out[:] = mantissas.to_numpy(zero_copy_only=False)  # the mantissas where no exponent
+    exps = exponents.to_numpy(zero_copy_only=False)
+    for exponent in pdm.unique(exps[valid_exp]):
+        rows = np.flatnonzero(valid_exp & (exps == exponent))
+        chunk = mantissas.take(pa.array(rows))
+        as_decimal = chunk.cast(pa.decimal128(38, 0)).view(pa.decimal128(38, -int(exponent)))
+        out[rows] = as_decimal.to_numpy(zero_copy_only=False)
+    out[~mantissas.is_valid().to_numpy(zero_copy_only=False)] = np.nan  # as updates_frame
+    return out
+
+
+def read_parquet(
+    path_or_dir: str | os.PathLike[str],
+    feeds: Iterable[int] | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    numbers: Numbers = "decimal",
+    *,
+    symbols: SymbolsLike | None = None,
+) -> pd.DataFrame:
+    """A Parquet recording (a file, or a directory of them) as a DataFrame in the
+    :func:`updates_frame` layout: the same columns, types and values, in recorded order.
+
+    ``feeds`` (feed ids) and ``start`` <= timestamp < ``end`` are applied while reading:
+    pyarrow skips every file and row group whose statistics exclude them, so a slice of
+    a long recording costs about the slice. ``numbers="float"`` is several times faster
+    than exact decimals on large recordings. Needs the ``parquet`` and ``pandas`` extras.
+    """
+    numbers = _check_numbers(numbers)
+    pdm = _pandas()
+    pa = pyarrow()
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = parquet_files(path_or_dir)
+    # The schema given up front: pyarrow need not open every file to unify schemas.
+    dataset = ds.dataset([str(f) for f in files], schema=schema(), format="parquet")
+    utc = pa.timestamp("us", tz="UTC")
+    condition = pc.field("feed_id").is_valid()
+    if feeds is not None:
+        condition &= pc.field("feed_id").isin(pa.array(sorted(set(feeds)), pa.uint32()))
+    if start is not None:
+        condition &= pc.field("timestamp") >= pa.scalar(_moment_us(start, "start"), utc)
+    if end is not None:
+        condition &= pc.field("timestamp") < pa.scalar(_moment_us(end, "end"), utc)
+    columns = ["timestamp", "subscription_id", "feed_id", *PROPERTY_COLUMNS]
+    table = dataset.to_table(columns=columns, filter=condition)
+    names = symbol_map(symbols)
+    data: dict[str, Any] = {
+        "timestamp": table.column("timestamp").to_pandas(),
+        "subscription_id": table.column("subscription_id").cast(pa.int64()).to_numpy(),
+        "feed_id": table.column("feed_id").cast(pa.int64()).to_numpy(),
+    }
+    feed_ids = data["feed_id"]
+    data["symbol"] = [names.get(f) for f in feed_ids.tolist()] if names else [None] * len(feed_ids)
+    exponents = table.column("exponent").combine_chunks()
+    for attr in PROPERTY_COLUMNS:
+        column = table.column(attr).combine_chunks()
+        if column.null_count == len(column):
+            continue  # as updates_frame, a property without any value has no column
+        if attr in PRICE_LIKE_ATTRS:
+            data[attr] = _real_column(pa, column, exponents, numbers)
+        elif attr in _NULLABLE_INT_ATTRS:
+            data[attr] = column.cast(pa.int64()).to_pandas(
+                types_mapper={pa.int64(): pdm.Int64Dtype()}.get
+            )
+        else:
+            data[attr] = column.to_pandas()
+    frame: pd.DataFrame = pdm.DataFrame(data)
+    if not names:
+        frame["symbol"] = frame["symbol"].astype(object)
+    return frame
+
+
 __all__ = [
+    "JsonlReader",
     "Numbers",
     "SymbolsLike",
+    "TimeLike",
     "feed_to_jsonl_obj",
     "latest_frame",
     "read_jsonl",
+    "read_parquet",
+    "read_recording",
     "symbol_map",
     "update_from_jsonl_obj",
     "update_to_jsonl_obj",

@@ -88,7 +88,8 @@ class RestClient:
     """Blocking calls to the Lazer REST API with bearer auth and a timeout.
 
     Args:
-        token: the access token (sent only in the ``Authorization`` header).
+        token: the access token (sent only in the ``Authorization`` header); None sends
+            no header (for a server on this machine, such as the simulator).
         rest_url: base URL of ``/v1/latest_price`` and ``/v1/price``.
         history_url: base URL of ``/history/v1/symbols``.
         timeout: seconds for each call (connect and read).
@@ -98,7 +99,7 @@ class RestClient:
 
     def __init__(
         self,
-        token: str | Secret,
+        token: str | Secret | None,
         *,
         rest_url: str = DEFAULT_REST_URL,
         history_url: str = DEFAULT_HISTORY_URL,
@@ -106,7 +107,7 @@ class RestClient:
         ssl_context: ssl.SSLContext | None = None,
         allow_insecure: bool = False,
     ) -> None:
-        self._token = token if isinstance(token, Secret) else Secret(token)
+        self._token = token if isinstance(token, Secret) or token is None else Secret(token)
         for url in (rest_url, history_url):
             check_url(url, "REST URL", "https", "http", allow_insecure)
         self.rest_url = rest_url.rstrip("/")
@@ -163,10 +164,11 @@ class RestClient:
         return self._call(request)
 
     def _call(self, request: urllib.request.Request) -> bytes:
-        request.add_unredirected_header("Authorization", f"Bearer {self._token.reveal()}")
+        if self._token is not None:
+            request.add_unredirected_header("Authorization", f"Bearer {self._token.reveal()}")
         request.add_header("Accept", "application/json")
         with (
-            _mapped_errors(request.full_url, self._token.reveal()),
+            _mapped_errors(request.full_url, self._token),
             urllib.request.urlopen(
                 request, timeout=self.timeout, context=self._ssl_context
             ) as response,
@@ -188,13 +190,14 @@ def _params(request: SubscribeRequest | None, fields: Mapping[str, Any]) -> dict
 
 
 @contextmanager
-def _mapped_errors(url: str, token: str) -> Iterator[None]:
+def _mapped_errors(url: str, token: Secret | None) -> Iterator[None]:
     """Translate urllib's exceptions into the library's, naming the URL (never the token)."""
     try:
         yield
     except urllib.error.HTTPError as exc:
         detail = exc.read(2000).decode("utf-8", "replace").strip()
-        detail = detail.replace(token, "***")  # an error page may echo the request's headers
+        if token is not None:
+            detail = token.scrub(detail)  # an error page may echo the request's headers
         if exc.code in (401, 403):
             raise AuthenticationError(
                 f"{url}: HTTP {exc.code}, the server refused the access token: {detail}"

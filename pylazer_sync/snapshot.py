@@ -1,4 +1,5 @@
-"""The newest value of every feed, kept as updates arrive, for "what is BTC now?".
+"""The newest value of every feed, and the newest whole update of every subscription, kept
+as updates arrive: for "what is BTC now?" and "which signed update do I send on chain?".
 
 The dedup thread writes it for every unique update before the update is queued for
 ``recv()``, so it is fresh even when nobody reads the queue (see the overflow policy
@@ -46,6 +47,8 @@ class LatestSnapshot:
         # feed id -> (feed, timestamp_us, subscription_id, received_at): plain tuples on the
         # per-update path; LatestFeed objects are built only when someone asks.
         self._feeds: dict[int, tuple[FeedUpdate, int, int, float]] = {}
+        # subscription id -> (newest update, its timestamp_us)
+        self._updates: dict[int, tuple[StreamUpdate, int]] = {}
 
     def update(self, update: StreamUpdate) -> None:
         """Record every feed of an update (an older timestamp never replaces a newer one)."""
@@ -55,6 +58,7 @@ class LatestSnapshot:
         """Record several updates under one lock (the dedup thread's batches)."""
         now = time.time()
         feeds = self._feeds
+        whole = self._updates
         with self._lock:
             for update in updates:
                 payload = update.payload
@@ -62,6 +66,9 @@ class LatestSnapshot:
                     continue
                 ts = payload.timestamp_us
                 sub = update.subscription_id
+                newest = whole.get(sub)
+                if newest is None or newest[1] <= ts:
+                    whole[sub] = (update, ts)
                 for feed in payload.feeds:
                     current = feeds.get(feed.feed_id)
                     if current is None or current[1] <= ts:
@@ -78,3 +85,13 @@ class LatestSnapshot:
         with self._lock:
             entries = list(self._feeds.items())
         return {feed_id: LatestFeed(*entry) for feed_id, entry in entries}
+
+    def latest_update(self, subscription_id: int | None = None) -> StreamUpdate | None:
+        """The newest whole update of one subscription (``None``: of any subscription),
+        or ``None`` if none arrived yet. Updates are immutable once decoded: no copy."""
+        with self._lock:
+            if subscription_id is not None:
+                entry = self._updates.get(subscription_id)
+                return None if entry is None else entry[0]
+            newest = max(self._updates.values(), key=lambda e: e[1], default=None)
+        return None if newest is None else newest[0]

@@ -22,6 +22,15 @@ class Worker:
         """Start the thread."""
         self._thread.start()
 
+    @property
+    def name(self) -> str:
+        """The thread's name (``pylazer-conn-N``, ``pylazer-dedup``)."""
+        return self._thread.name
+
+    def is_current_thread(self) -> bool:
+        """Whether the caller runs in this worker's thread (which cannot join itself)."""
+        return self._thread is threading.current_thread()
+
     def join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the thread to end; True if it did (or never ran)."""
         if self._thread.ident is not None:

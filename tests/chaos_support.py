@@ -30,33 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from client_support import library_threads
+
 import pylazer_sync as pl
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0  # a loaded 2-core machine starts Python slowly
 COMMAND_TIMEOUT = 20.0
-CLIENT_THREAD_PREFIXES = ("pylazer-conn-", "pylazer-dedup")
 
 
 def env_seconds(name: str, default: float) -> float:
     """A duration knob: ``$name`` in seconds if set (e.g. ``PYLAZER_CHAOS_SECONDS=600``)."""
     raw = os.environ.get(name)
     return float(raw) if raw else default
-
-
-def client_threads(exclude: frozenset[int] = frozenset()) -> list[threading.Thread]:
-    """The live threads that belong to a client (connections and dedup), but for those
-    in ``exclude`` (idents of threads another test left behind, say)."""
-    return [
-        t
-        for t in threading.enumerate()
-        if t.name.startswith(CLIENT_THREAD_PREFIXES) and t.ident not in exclude
-    ]
-
-
-def client_thread_idents() -> frozenset[int]:
-    """Idents of the client threads alive now: a baseline for :func:`client_threads`."""
-    return frozenset(t.ident for t in client_threads() if t.ident is not None)
 
 
 def rss_bytes() -> int:
@@ -186,7 +172,7 @@ class SimProcess:
             env=env,
         )
         threading.Thread(
-            target=self._read, args=(self.proc, self._lines), name="sim-stdout", daemon=True
+            target=self._read, args=(self.proc, self._lines), name="test-sim-stdout", daemon=True
         ).start()
         while True:
             line = self._next_line(deadline)
@@ -269,7 +255,7 @@ def start_all(sims: list[SimProcess], timeout: float = START_TIMEOUT) -> None:
         except BaseException as exc:
             failures.append(exc)
 
-    threads = [threading.Thread(target=start, args=(s,), name="sim-start") for s in sims]
+    threads = [threading.Thread(target=start, args=(s,), name="test-sim-start") for s in sims]
     for t in threads:
         t.start()
     for t in threads:
@@ -358,7 +344,7 @@ class Monitor(_Background):
             at=time.time(),
             states=tuple(c["state"] for c in conns),
             connects=tuple(c["connects"] for c in conns),
-            client_threads=tuple(sorted(t.name for t in client_threads(self.baseline))),
+            client_threads=tuple(sorted(t.name for t in library_threads(self.baseline))),
             rss=rss_bytes(),
             fds=open_fds(),
             threads=threading.active_count(),
@@ -430,15 +416,6 @@ class Consumer(_Background):
             if isinstance(r.message, pl.StreamUpdate)
             and (subscription_id is None or r.message.subscription_id == subscription_id)
         ]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Bounded wait for a condition that has no event of its own (polls every 10 ms)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def median(values: list[float]) -> float:

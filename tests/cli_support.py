@@ -102,6 +102,12 @@ class Running:
         _, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, err
 
+    def terminate(self, timeout: float = 30.0) -> tuple[int, str]:
+        """Send SIGTERM and wait for the end; returns (exit status, stderr)."""
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -125,6 +131,18 @@ def refusing_port() -> Iterator[int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def listening_port() -> Iterator[int]:
+    """A loopback port that is taken (bound and listening), for "address in use" cases."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
         yield sock.getsockname()[1]
     finally:
         sock.close()

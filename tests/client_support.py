@@ -72,12 +72,63 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def assert_contiguous(timestamps: list[int], period_us: int) -> None:
-    """Every tick once, in order, none missing."""
+    """Every tick once, in order, none missing: what one connection promises."""
     gaps = [(a, b) for a, b in itertools.pairwise(timestamps) if b - a != period_us]
     assert not gaps, f"missing or repeated ticks: {gaps[:5]}"
 
 
-def client_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("pylazer-conn-")] + [
-        t for t in threading.enumerate() if t.name == "pylazer-dedup"
+def assert_exactly_once(timestamps: list[int], period_us: int) -> None:
+    """Every tick exactly once, none missing, in whatever order they came: what several
+    connections promise (a copy one endpoint skipped may come later from another)."""
+    repeated = sorted({t for t in timestamps if timestamps.count(t) > 1})
+    assert not repeated, f"ticks delivered more than once: {repeated[:5]}"
+    assert_contiguous(sorted(timestamps), period_us)
+
+
+ANSWER_TYPES = (pl.Subscribed, pl.SubscribedWithIgnoredFeeds, pl.Unsubscribed, pl.SubscriptionError)
+
+
+def answers_until_settled(client: pl.LazerClient, barrier_id: int) -> list[pl.Message]:
+    """Every answer delivered from now on, once every connection has answered every
+    request (so a test can say "exactly once" without waiting for silence).
+
+    When ``awaiting_answers`` is 0 every copy of every answer has been matched; a barrier
+    subscription's answer then comes after anything those copies could have delivered
+    (one dedup thread, one FIFO), so what is read up to it is all there is.
+    """
+    wait_for(lambda: client.stats()["awaiting_answers"] == 0, 20, "every answer")
+    client.subscribe(price_feed_ids=[1], properties=["price"], subscription_id=barrier_id)
+    answers: list[pl.Message] = []
+    deadline = time.monotonic() + 20
+    while pl.Subscribed(barrier_id) not in answers:
+        message = client.recv(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(message, ANSWER_TYPES):
+            answers.append(message)
+    client.unsubscribe(barrier_id)
+    return answers[:-1]
+
+
+# Threads that are not the library's: the tests' own helpers (named test-*) and an
+# in-process simulator's (its server thread and asyncio's executor threads).
+_NOT_LIBRARY_THREADS = ("test-", "pylazer-sync-simulator", "asyncio_")
+
+
+def thread_baseline() -> frozenset[int]:
+    """Idents of the threads alive now: what :func:`library_threads` leaves out."""
+    return frozenset(t.ident for t in threading.enumerate() if t.ident is not None)
+
+
+def library_threads(baseline: frozenset[int]) -> list[threading.Thread]:
+    """Every live thread started since ``baseline`` that is not a test's or a simulator's:
+    whatever threads the library started, under any name (a timer thread per connection
+    attempt, say, would show up here)."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t.ident not in baseline and not t.name.startswith(_NOT_LIBRARY_THREADS)
     ]
+
+
+def expected_thread_names(num_connections: int) -> list[str]:
+    """The threads a running client has: one per connection and the dedup thread."""
+    return sorted([f"pylazer-conn-{i}" for i in range(num_connections)] + ["pylazer-dedup"])

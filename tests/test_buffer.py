@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -49,8 +50,13 @@ def test_block_waits_for_room_and_resumes_in_order() -> None:
 
     t = threading.Thread(target=producer)
     t.start()
-    assert not done.wait(0.2)  # held back while full
-    assert buf.blocked_puts == 1
+    # Held back while full: wait until the producer is really waiting for room (it
+    # counts that before it waits), then check it has not got past put().
+    deadline = time.monotonic() + 10
+    while buf.blocked_puts == 0:
+        assert time.monotonic() < deadline, "the producer never started waiting"
+        time.sleep(0.001)
+    assert not done.is_set() and len(buf) == 2
     assert buf.get(1) == 0
     assert done.wait(5)
     t.join(5)

@@ -15,7 +15,7 @@ client's connection states:
 - threads: exactly ``num_connections + 1`` client threads alive in every sample, none
   after ``close()``;
 - stats: ``frames == unique + duplicates``; every unique frame was delivered
-  (``overflow="block"``), ``decode_errors`` equals the ``FrameError`` messages received,
+  (``overflow="block"``), ``decode_errors`` equals the ``UndecodableFrame`` messages received,
   and once the endpoints are gone the connections' frame counts add up to ``frames``.
 
 Duration: ``PYLAZER_CHAOS_SECONDS`` (default 30, the CI run; e.g. 600 by hand). The random
@@ -32,20 +32,11 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from chaos_support import (
-    Consumer,
-    Monitor,
-    SimProcess,
-    client_thread_idents,
-    client_threads,
-    env_seconds,
-    sim_processes,
-    start_all,
-    wait_until,
-)
-from client_support import TOKEN
+from chaos_support import Consumer, Monitor, SimProcess, env_seconds, sim_processes, start_all
+from client_support import TOKEN, library_threads, thread_baseline, wait_for
 
 import pylazer_sync as pl
+from pylazer_sync.simulator.faults import GARBAGE_KINDS
 
 CHAOS_SECONDS = env_seconds("PYLAZER_CHAOS_SECONDS", 30.0)
 CHANNEL = "fixed_rate@50ms"
@@ -61,14 +52,7 @@ POST = 0.3  # ...and this long after it (scheduler lateness, send and read)
 
 # Faults that make an endpoint unhealthy while in effect; the others do not.
 HEALTH_FAULTS = frozenset({"kill", "restart", "drop", "drop abrupt", "stall", "refuse 503"})
-GARBAGE = (
-    "random_binary",
-    "invalid_json",
-    "unknown_type",
-    "truncated_envelope",
-    "unknown_envelope",
-    "truncated_frame",
-)
+GARBAGE = sorted(GARBAGE_KINDS)  # every kind the simulator knows, from its own list
 
 
 @dataclass
@@ -244,7 +228,7 @@ def test_chaos_exactly_once_recovery_threads_and_stats() -> None:
     seed = int(os.environ.get("PYLAZER_CHAOS_SEED") or random.randrange(1 << 30))
     print(f"chaos: seed {seed}, {CHAOS_SECONDS} s")
     rng = random.Random(seed)
-    baseline = client_thread_idents()
+    baseline = thread_baseline()
     with sim_processes(3, seed=7, token=TOKEN) as sims:
         all_down_calls: list[float] = []
         client = pl.LazerClient(
@@ -267,26 +251,26 @@ def test_chaos_exactly_once_recovery_threads_and_stats() -> None:
             assert client.wait_connected(NUM_CONNECTIONS, timeout=30)
             monitor.start()
             consumer.start()
-            wait_until(lambda: len(consumer.updates(sub)) >= 5, 30, "the first updates")
+            wait_for(lambda: len(consumer.updates(sub)) >= 5, 30, "the first updates")
             chaos_started = time.time()
             chaos.run(CHAOS_SECONDS)
             chaos_ended = time.time()
             # Calm again: every connection back, a few more ticks.
             assert client.wait_connected(NUM_CONNECTIONS, timeout=RECOVERY_BOUND + 10)
             settled = len(consumer.updates(sub))
-            wait_until(lambda: len(consumer.updates(sub)) >= settled + 10, 30, "calm updates")
+            wait_for(lambda: len(consumer.updates(sub)) >= settled + 10, 30, "calm updates")
             # The endpoints go away for good: no more frames, the pipeline drains.
             for sim in sims:
                 sim.kill()
-            wait_until(lambda: client.stats()["open_connections"] == 0, 10, "all down")
+            wait_for(lambda: client.stats()["open_connections"] == 0, 10, "all down")
 
             def drained() -> bool:
                 s = client.stats()
                 read = sum(c["frames"] for c in s["connections"])
                 return read == s["frames"] and s["queue_depth"] == 0 and s["inbound_depth"] == 0
 
-            wait_until(drained, 10, "the pipeline to drain")
-            wait_until(
+            wait_for(drained, 10, "the pipeline to drain")
+            wait_for(
                 lambda: len(consumer.received) == client.stats()["delivered"], 10, "the consumer"
             )
             stats = client.stats()
@@ -297,14 +281,14 @@ def test_chaos_exactly_once_recovery_threads_and_stats() -> None:
         monitor.stop()
         consumer.stop()
         # close() joined every thread: none may be left.
-        assert client_threads(baseline) == []
+        assert library_threads(baseline) == []
 
     # -- stats add up
     assert stats["frames"] == stats["unique"] + stats["duplicates"], stats
     assert stats["dropped"] == 0
     assert stats["unique"] == stats["delivered"], stats
     assert stats["decode_errors"] <= stats["unique"]
-    frame_errors = [r for r in consumer.received if isinstance(r.message, pl.FrameError)]
+    frame_errors = [r for r in consumer.received if isinstance(r.message, pl.UndecodableFrame)]
     assert stats["decode_errors"] == len(frame_errors)
     garbage_sent = sum(f.kind == "garbage" for f in chaos.faults)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from cli_support import cli, refusing_port, running
+from cli_support import cli, listening_port, refusing_port, running
 
 import pylazer_sync as pl
 from pylazer_sync import cli as cli_module
@@ -95,12 +95,39 @@ def test_help_for_every_command(command: list[str], expected: list[str]) -> None
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    # argparse's own errors, in process: they happen before any socket is opened.
+    # argparse's own errors, in process: they happen before any socket is opened. One
+    # line, as every other error (no usage block), that says where the rest is.
     with pytest.raises(SystemExit) as exc:
         cli_module.main(argv)
     assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
+    captured = capsys.readouterr()
+    assert_one_error_line(captured.err, "--help')")
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("value", ["-1", "x", str(2**32), "1,,-2"])
+def test_a_bad_feed_id_says_what_a_feed_id_is(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli_module.main(["stream", "--feeds", value])
+    assert_one_error_line(capsys.readouterr().err, "integers from 0 to 4294967295")
+
+
+def test_feed_ids_up_to_2_32_minus_1_are_feed_ids(sims: list[Simulator]) -> None:
+    # The largest u32 passes the command line; the server then says it knows no such feed.
+    result = cli("stream", "--endpoint", sims[0].url, "--feeds", str(2**32 - 1), "--count", "1")
+    assert result.returncode == 2
+    assert_one_error_line(result.stderr, "refused the subscription", str(2**32 - 1))
+
+
+@pytest.mark.parametrize("command", ["stream", "latest"])
+def test_an_endpoint_without_scheme_is_named_before_the_token(command: str) -> None:
+    # No token anywhere: the URL is what is wrong, and said first.
+    result = cli(command, "--endpoint", "127.0.0.1:8765", "--feeds", "1")
+    assert result.returncode == 2
+    assert_one_error_line(result.stderr, "'127.0.0.1:8765' is not a ws:// or wss:// URL")
+    assert "TOKEN" not in result.stderr
 
 
 def test_bad_arguments_found_after_parsing_exit_2_with_one_line() -> None:
@@ -167,6 +194,17 @@ def test_stream_table_prints_count_updates_once_each(sims: list[Simulator]) -> N
     assert [row.split()[1] for row in rows] == ["1", "2"] * 3
     times = [row.split()[0] for row in rows[::2]]
     assert len(set(times)) == 3  # three distinct updates, none repeated
+
+
+def test_stream_table_by_symbols_names_the_feeds_by_symbol(sims: list[Simulator]) -> None:
+    result = cli(
+        "stream", "--endpoint", sims[0].url, "--symbols", "Crypto.BTC/USD,Crypto.ETH/USD",
+        "--count", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    _header, *rows = result.stdout.strip().splitlines()
+    assert [row.split()[1] for row in rows] == ["Crypto.BTC/USD", "Crypto.ETH/USD"] * 2
+    assert "note" not in result.stderr
 
 
 def test_stream_jsonl_is_a_faithful_replayable_recording(sims: list[Simulator]) -> None:
@@ -317,6 +355,29 @@ def test_unreachable_endpoint_exits_4_quickly() -> None:
     assert elapsed < 30  # 1 s of trying plus interpreter start-up, on a loaded machine
 
 
+def test_seconds_bounds_the_whole_run_connecting_included() -> None:
+    # A dead endpoint: --seconds 1 gives up connecting after 1 s, not after the 30 s
+    # --connect-timeout (the message says which bound ended it).
+    with refusing_port() as port:
+        url = f"ws://127.0.0.1:{port}/v1/stream"
+        result = cli("stream", "--endpoint", url, "--feeds", "1", "--seconds", "1")
+    assert result.returncode == 4
+    assert_one_error_line(result.stderr, "no connection opened within 1.0 s", url)
+
+
+def test_sigterm_ends_a_stream_like_ctrl_c_with_stats(sims: list[Simulator]) -> None:
+    args = [sys.executable, "-m", "pylazer_sync", "stream", "--endpoint", sims[0].url]
+    with running([*args, "--feeds", "1", "--stats"]) as proc:
+        proc.wait_for_line(lambda line: line.split()[1:2] == ["1"])  # a price row
+        status, err = proc.terminate()
+    assert status == 143, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "pylazer-sync: terminated", err
+    stats = json.loads(lines[-2].removeprefix("stats: "))
+    assert stats["unique"] >= 1
+    assert "Traceback" not in err
+
+
 def test_ctrl_c_ends_a_stream_with_130_and_no_traceback(sims: list[Simulator]) -> None:
     args = [sys.executable, "-m", "pylazer_sync", "stream", "--endpoint", sims[0].url]
     with running([*args, "--feeds", "1"]) as proc:
@@ -332,7 +393,7 @@ def test_ctrl_c_ends_a_stream_with_130_and_no_traceback(sims: list[Simulator]) -
 def test_symbols_table_and_jsonl(sims: list[Simulator]) -> None:
     rest = sims[0].rest_url
     assert rest is not None
-    result = cli("symbols", "--rest-url", rest, "--query", "btc")
+    result = cli("symbols", "--history-url", rest, "--query", "btc")
     assert result.returncode == 0, result.stderr
     rows = result.stdout.strip().splitlines()[1:]
     expected = sims[0].catalogue.search(query="btc")
@@ -340,7 +401,7 @@ def test_symbols_table_and_jsonl(sims: list[Simulator]) -> None:
     assert any("Crypto.BTC/USD" in row for row in rows)
     assert f"{len(expected)} feeds" in result.stderr
 
-    result = cli("symbols", "--rest-url", rest, "--asset-type", "fx", "--output", "jsonl")
+    result = cli("symbols", "--history-url", rest, "--asset-type", "fx", "--output", "jsonl")
     assert result.returncode == 0, result.stderr
     entries = [json.loads(line) for line in result.stdout.splitlines()]
     fx = sims[0].catalogue.search(asset_type="fx")
@@ -349,11 +410,27 @@ def test_symbols_table_and_jsonl(sims: list[Simulator]) -> None:
 
 
 def test_symbols_history_url_derives_from_the_endpoint_host(sims: list[Simulator]) -> None:
-    # --endpoint alone derives the REST URL from it (same host and port); the simulator
-    # serves REST on another port, so this must fail, as a REST error (4), in one line.
-    result = cli("symbols", "--endpoint", sims[0].url, "--timeout", "5")
-    assert result.returncode == 4
-    assert_one_error_line(result.stderr, "/history/v1/symbols")
+    # --endpoint alone: the REST URLs are the endpoint's host and port, where the
+    # simulator answers REST too (as production answers on its stream hosts).
+    result = cli("symbols", "--endpoint", sims[0].url, "--query", "eth", "--output", "jsonl")
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = sims[0].catalogue.search(query="eth")
+    assert expected and [e["pyth_lazer_id"] for e in entries] == [f.feed_id for f in expected]
+
+
+def test_latest_finds_rest_from_the_endpoint(sims: list[Simulator]) -> None:
+    result = cli("latest", "--endpoint", sims[1].url, "--feeds", "2", "--output", "jsonl")
+    assert result.returncode == 0, result.stderr
+    (update,) = read_jsonl(io.StringIO(result.stdout))
+    assert [f.feed_id for f in update.feeds] == [2]
+    assert update.feeds[0].price == sims[1].market.feed_update(2, update.timestamp_us).price
+
+
+def test_a_history_url_without_scheme_is_a_usage_error() -> None:
+    result = cli("symbols", "--history-url", "history.example.com")
+    assert result.returncode == 2
+    assert_one_error_line(result.stderr, "is not a http:// or https:// URL")
 
 
 def test_latest_with_verify_and_jsonl(sims: list[Simulator]) -> None:
@@ -385,11 +462,19 @@ def test_latest_at_a_time_and_by_symbol(sims: list[Simulator]) -> None:
     at_us = 1704164645 * 1_000_000
     assert update.timestamp_us is not None and 0 <= at_us - update.timestamp_us < 1_000_000
     assert [f.feed_id for f in update.feeds] == [6]
-    # The table form of the same answer.
+    # The table form of the same answer: a REST answer may be from any day, so with its date.
     result = cli("latest", "--rest-url", rest, "--feeds", "6", "--at", str(at_us))
     assert result.returncode == 0, result.stderr
     _header, row = result.stdout.strip().splitlines()
-    assert row.startswith("03:04:05.") and row.split()[1] == "6"
+    assert row.startswith("2024-01-02 03:04:05.") and row.split()[2] == "6"
+    # By symbol, the table names the feed by its symbol (from the catalogue, here at the
+    # endpoint's host and port); a bare date is midnight UTC.
+    result = cli(
+        "latest", "--endpoint", sims[0].url, "--symbols", "Crypto.SOL/USD", "--at", "2024-01-02"
+    )
+    assert result.returncode == 0, result.stderr
+    _header, row = result.stdout.strip().splitlines()
+    assert row.split()[:3] == ["2024-01-02", "00:00:00.000", "Crypto.SOL/USD"]
 
 
 def test_rest_errors_exit_3_or_4_in_one_line(locked: Simulator) -> None:
@@ -401,12 +486,23 @@ def test_rest_errors_exit_3_or_4_in_one_line(locked: Simulator) -> None:
     assert_one_error_line(result.stderr, "HTTP 401")
     assert wrong not in result.stdout + result.stderr
     with refusing_port() as port:
-        result = cli("symbols", "--rest-url", f"http://127.0.0.1:{port}", "--timeout", "5")
+        result = cli("symbols", "--history-url", f"http://127.0.0.1:{port}", "--timeout", "5")
     assert result.returncode == 4
     assert_one_error_line(result.stderr, f"127.0.0.1:{port}")
 
 
 # -- simulate ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["--port", "--rest-port", "--host"])
+def test_simulate_that_cannot_listen_says_so_in_one_line(where: str) -> None:
+    with listening_port() as port:
+        value = "no-such-host.invalid" if where == "--host" else str(port)
+        result = cli("simulate", where, value, "--no-control", timeout=60)
+    assert result.returncode == 1
+    role = "REST" if where == "--rest-port" else "stream"
+    assert_one_error_line(result.stderr, "cannot listen on", f"({role} port)")
+    assert result.stdout == ""
 
 
 def test_simulate_serves_until_quit() -> None:

@@ -11,14 +11,19 @@ from client_support import (
     FAST_BACKOFF_MAX,
     TOKEN,
     assert_contiguous,
-    client_threads,
+    assert_exactly_once,
     collect_updates,
+    expected_thread_names,
+    library_threads,
     make_client,
     simulators,
+    thread_baseline,
     wait_for,
 )
 
 import pylazer_sync as pl
+from pylazer_sync.client import _INBOUND_PER_CONNECTION
+from pylazer_sync.connection import MAX_BATCH
 from pylazer_sync.simulator import GARBAGE_KINDS, Simulator
 
 MARGIN = 5.0  # scheduling slack on a loaded 2-core machine
@@ -47,14 +52,14 @@ def test_failover_loses_no_update_and_the_endpoint_is_rejoined(abrupt: bool) -> 
         during = collect_updates(client, 20)
         stats = client.stats()
         assert [c["state"] != "open" for c in stats["connections"]] == [True, False, False, True]
-        assert_contiguous([u.timestamp_us or 0 for u in before + during], 50_000)
+        assert_exactly_once([u.timestamp_us or 0 for u in before + during], 50_000)
         # It comes back: both connections reconnect and subscribe again.
         subscribes_before = len(sims[0].requests(type="subscribe"))
         sims[0].accept_connections()
         sims[0].wait_for_requests(subscribes_before + 2, type="subscribe", timeout=30)
         assert client.wait_connected(4, timeout=30)
         after = collect_updates(client, 10)
-        assert_contiguous([u.timestamp_us or 0 for u in before + during + after], 50_000)
+        assert_exactly_once([u.timestamp_us or 0 for u in before + during + after], 50_000)
         resent = sims[0].requests(type="subscribe")[subscribes_before:]
         assert {r.message["subscriptionId"] for r in resent if r.message} == {sub}
         conns = client.stats()["connections"]
@@ -128,24 +133,26 @@ def test_a_stalled_connection_is_replaced_within_the_timeout() -> None:
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE_KINDS))
 def test_garbage_frames_are_counted_and_the_stream_goes_on(kind: str) -> None:
-    with simulators(1) as sims, make_client(sims, num_connections=2) as client:
-        _subscribe_50ms(client, delivery="binary")
-        collect_updates(client, 2)
-        sent = sims[0].send_garbage(kind)  # type: ignore[arg-type]
-        assert sent == 2
-        others: list[pl.Message] = []
-        collect_updates(client, 10, on_message=others.append)
-        stats = client.stats()
-        if kind == "unknown_type":
-            assert any(isinstance(m, pl.UnknownMessage) for m in others)
-            assert stats["decode_errors"] == 0
-        else:
-            errors = [m for m in others if isinstance(m, pl.FrameError)]
-            assert errors and all(e.error for e in errors)
-            assert stats["decode_errors"] == len(errors) >= 1
-        assert all(t.is_alive() for t in client_threads())
-        assert len(client_threads()) == 3
-        assert stats["open_connections"] == 2
+    with simulators(1) as sims:
+        baseline = thread_baseline()
+        with make_client(sims, num_connections=2) as client:
+            _subscribe_50ms(client, delivery="binary")
+            collect_updates(client, 2)
+            sent = sims[0].send_garbage(kind)  # type: ignore[arg-type]
+            assert sent == 2
+            others: list[pl.Message] = []
+            collect_updates(client, 10, on_message=others.append)
+            stats = client.stats()
+            if kind == "unknown_type":
+                assert any(isinstance(m, pl.UnknownMessage) for m in others)
+                assert stats["decode_errors"] == 0
+            else:
+                errors = [m for m in others if isinstance(m, pl.UndecodableFrame)]
+                assert errors and all(e.error for e in errors)
+                assert stats["decode_errors"] == len(errors) >= 1
+            # No thread died of it, and none was added: exactly the two readers and the dedup.
+            assert sorted(t.name for t in library_threads(baseline)) == expected_thread_names(2)
+            assert stats["open_connections"] == 2
 
 
 def test_bad_token_fails_start_quickly_without_a_busy_loop(
@@ -194,16 +201,23 @@ def test_overflow_block_holds_memory_bounded_and_loses_nothing(delivery: str) ->
         def frames_read() -> int:
             return sum(c["frames"] for c in client.stats()["connections"])
 
-        # The connections keep reading into the bounded inbound queue meanwhile.
+        # The connections keep reading into the bounded inbound queue meanwhile, until it
+        # is full; then they stop reading and TCP pushes back on the server.
         first = frames_read()
         wait_for(lambda: frames_read() >= first + 20, 20, "more frames to be read")
-        stats = client.stats()
-        assert stats["queue_depth"] == capacity
-        assert stats["dropped"] == 0
-        assert stats["inbound_depth"] <= 2 * 10_000
-        # Reading again: everything comes, in order, nothing missing.
+        # What the client holds: the recv() queue, and frames read but not yet taken by
+        # the dedup thread, at most the inbound queue's batches of at most MAX_BATCH.
+        held_bound = _INBOUND_PER_CONNECTION * 2 * MAX_BATCH
+        for _ in range(20):
+            stats = client.stats()
+            held = frames_read() - stats["frames"]
+            assert stats["queue_depth"] == capacity
+            assert stats["dropped"] == 0
+            assert stats["inbound_depth"] <= _INBOUND_PER_CONNECTION * 2
+            assert 0 <= held <= held_bound, (held, held_bound)
+        # Reading again: everything comes, nothing missing, nothing twice.
         updates = collect_updates(client, capacity + 20)
-        assert_contiguous([u.timestamp_us or 0 for u in updates], 50_000)
+        assert_exactly_once([u.timestamp_us or 0 for u in updates], 50_000)
 
 
 def test_overflow_drop_oldest_keeps_the_newest_and_counts_drops(

@@ -51,13 +51,28 @@ def test_snapshot_only_mode_queues_no_updates_but_keeps_answers() -> None:
 
 
 def test_snapshot_keeps_the_newest_across_subscriptions() -> None:
+    """Two subscriptions carry feed 1 at different rates: after every update read, the
+    snapshot of each feed is at least as new as the newest update read for it, whichever
+    subscription brought it (the 1 s subscription's ticks never set it back)."""
     with simulators(1) as sims, make_client(sims, num_connections=1) as client:
-        client.subscribe(price_feed_ids=[1], properties=["price"], channel="fixed_rate@50ms")
-        updates = collect_updates(client, 3)
-        latest = client.latest(1)
-        assert latest is not None
-        assert latest.timestamp_us >= updates[-1].timestamp_us  # type: ignore[operator]
-        assert latest.subscription_id == updates[-1].subscription_id
+        fast = client.subscribe(
+            price_feed_ids=[1, 2], properties=["price"], channel="fixed_rate@50ms"
+        )
+        slow = client.subscribe(
+            price_feed_ids=[1], properties=["price"], channel="fixed_rate@1000ms"
+        )
+        newest: dict[int, int] = {}
+        slow_updates = 0
+        while slow_updates < 2:
+            (update,) = collect_updates(client, 1, timeout=30)
+            slow_updates += update.subscription_id == slow
+            for feed in update.feeds:
+                newest[feed.feed_id] = max(newest.get(feed.feed_id, 0), update.timestamp_us or 0)
+            for feed_id, ts in newest.items():
+                latest = client.latest(feed_id)
+                assert latest is not None and latest.timestamp_us >= ts, (feed_id, latest, ts)
+        assert client.latest(2).subscription_id == fast  # type: ignore[union-attr]
+        assert client.latest(1).subscription_id in (fast, slow)  # type: ignore[union-attr]
 
 
 def test_rest_latest_price_price_and_symbols() -> None:

@@ -12,16 +12,51 @@ import pylazer_sync as pl
 from pylazer_sync.config import Backoff, BackoffTimer, ClientConfig, Secret, check_endpoint
 
 
+def _revealed(config: ClientConfig) -> str | None:
+    return None if config.secret is None else config.secret.reveal()
+
+
 def test_token_from_argument_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTH_LAZER_TOKEN", "from-env")
-    assert ClientConfig.build(None).token.reveal() == "from-env"
-    assert ClientConfig.build("from-arg").token.reveal() == "from-arg"
+    assert _revealed(ClientConfig(None)) == "from-env"
+    assert _revealed(ClientConfig("from-arg")) == "from-arg"
+    assert _revealed(pl.LazerClient().config) == "from-env"
 
 
 def test_missing_token_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTH_LAZER_TOKEN", raising=False)
     with pytest.raises(pl.InvalidRequestError, match="PYTH_LAZER_TOKEN"):
         pl.LazerClient()
+    # One remote endpoint among loopback ones still needs it.
+    with pytest.raises(pl.InvalidRequestError, match="PYTH_LAZER_TOKEN"):
+        pl.LazerClient(endpoints=["ws://127.0.0.1:1/v1/stream", "wss://example.com/v1/stream"])
+
+
+def test_no_token_is_needed_when_every_endpoint_is_on_this_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The library's rule, the same as the command line's: loopback needs no token."""
+    monkeypatch.delenv("PYTH_LAZER_TOKEN", raising=False)
+    client = pl.LazerClient(endpoints=["ws://127.0.0.1:1/v1/stream", "ws://localhost:2/x"])
+    assert client.config.secret is None
+    monkeypatch.setenv("PYTH_LAZER_TOKEN", "env-token")  # given anyway: it is used
+    assert _revealed(pl.LazerClient(endpoints=["ws://127.0.0.1:1/v1/stream"]).config) == (
+        "env-token"
+    )
+
+
+def test_defaults_are_defined_once_on_client_config() -> None:
+    """LazerClient's signature shows ClientConfig's defaults, and builds the same config."""
+    import dataclasses
+    import inspect
+
+    signature = inspect.signature(pl.LazerClient.__init__).parameters
+    for field in dataclasses.fields(ClientConfig):
+        assert signature[field.name].default == field.default, field.name
+    built, direct = pl.LazerClient("t").config, ClientConfig("t")
+    for field in dataclasses.fields(ClientConfig):
+        if field.name != "token":  # a Secret compares by identity
+            assert getattr(built, field.name) == getattr(direct, field.name), field.name
 
 
 @pytest.mark.parametrize(
@@ -39,11 +74,28 @@ def test_missing_token_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
         ({"endpoints": ["http://example.com/v1/stream"]}, "not a ws:// or wss:// URL"),
         ({"endpoints": ["ws://example.com/v1/stream"]}, "clear text"),
         ({"max_frame_size": 0}, "max_frame_size"),
+        # Absurd values: refused at once instead of taking minutes or hanging later.
+        ({"num_connections": 10**6}, "num_connections: 1000000 is more than the maximum, 32"),
+        ({"num_connections": 33}, "maximum"),
+        ({"timeout": float("inf")}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"start_timeout": 10**7}, "start_timeout"),
+        ({"dedup_ttl": "10"}, "dedup_ttl"),
+        ({"backoff": 5}, "backoff: 5 is not a pylazer_sync.Backoff"),
+        ({"ssl_context": "yes"}, "ssl_context"),
+        ({"channel_capacity": 1.5}, "channel_capacity"),
     ],
 )
 def test_bad_settings_fail_at_construction(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(pl.InvalidRequestError, match=match) as info:
         pl.LazerClient("t", **kwargs)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError)
+
+
+def test_the_largest_allowed_values_build_quickly() -> None:
+    client = pl.LazerClient("t", num_connections=32, timeout=86_400, start_timeout=86_400)
+    assert len(client.stats()["connections"]) == 32
+    client.close()
 
 
 def test_plain_ws_allowed_to_loopback_and_with_allow_insecure() -> None:
@@ -55,7 +107,7 @@ def test_plain_ws_allowed_to_loopback_and_with_allow_insecure() -> None:
 
 
 def test_default_endpoints_and_round_robin() -> None:
-    config = ClientConfig.build("t", num_connections=4)
+    config = ClientConfig("t", num_connections=4)
     assert config.endpoints == pl.DEFAULT_ENDPOINTS
     assert len(config.endpoints) == 3
     assert [config.endpoint_for(i) for i in range(4)] == [
@@ -70,9 +122,30 @@ def test_secret_never_shows() -> None:
     secret = Secret("s3cr3t-token")
     assert "s3cr3t" not in repr(secret)
     assert "s3cr3t" not in str(secret)
-    assert "s3cr3t" not in repr(ClientConfig.build("s3cr3t-token"))
+    assert "s3cr3t" not in repr(ClientConfig("s3cr3t-token"))
     with pytest.raises(TypeError):
         pickle.dumps(secret)
+
+
+@pytest.mark.parametrize(
+    ("token", "text", "scrubbed"),
+    [
+        # A long token goes wherever it appears.
+        ("abcdefghijklmnop", "Bearer abcdefghijklmnop", "Bearer ***"),
+        ("abcdefghijklmnop", "x-abcdefghijklmnop-y", "x-***-y"),
+        ("abcdefghijklmnop", "zzabcdefghijklmnopzz", "zz***zz"),
+        # A short one only where it stands alone: ordinary words are never mangled.
+        ("t", "ConnectionRefusedError: [Errno 111] Connection refused", None),
+        ("local", "ws://localhost:8765/v1/stream", None),
+        ("local", "token local was refused", "token *** was refused"),
+        ("t", "Authorization: Bearer t", "Authorization: Bearer ***"),
+        ("s3cr3t", '{"token":"s3cr3t"}', '{"token":"***"}'),
+    ],
+)
+def test_secret_scrub_removes_the_token_and_nothing_else(
+    token: str, text: str, scrubbed: str | None
+) -> None:
+    assert Secret(token).scrub(text) == (text if scrubbed is None else scrubbed)
 
 
 def test_backoff_matches_the_rust_client_shape() -> None:

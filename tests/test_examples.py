@@ -49,6 +49,25 @@ def test_stream_prices_prints_count_updates(sim: Simulator) -> None:
     assert "3 updates;" in result.stderr
 
 
+def test_stream_prices_needs_no_token_for_a_simulator_on_this_machine(sim: Simulator) -> None:
+    # The documented usage, as is: no token anywhere, the endpoint on loopback.
+    result = run(
+        [sys.executable, str(EXAMPLES / "stream_prices.py"), "--endpoint", sim.url, "--count", "1"]
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3  # the default feeds 1, 2 and 6
+
+
+@pytest.mark.parametrize("script", ["stream_prices.py", "verify_signatures.py"])
+@pytest.mark.parametrize("feeds", ["x", "1,two", "-1"])
+def test_bad_feeds_are_a_usage_error_not_a_traceback(script: str, feeds: str) -> None:
+    result = run([sys.executable, str(EXAMPLES / script), "--feeds", feeds])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error: argument --feeds: " in last and repr(feeds) in last, result.stderr
+
+
 def test_stream_prices_stops_cleanly_on_ctrl_c(sim: Simulator) -> None:
     args = [sys.executable, str(EXAMPLES / "stream_prices.py"), "--endpoint", sim.url]
     with running(args, PYTH_LAZER_TOKEN=TOKEN) as proc:

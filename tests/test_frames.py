@@ -117,6 +117,10 @@ def test_jsonl_records_say_what_they_hold(recorded: dict[str, list[pl.StreamUpda
         assert set(record["real"]) == {"price", "best_bid_price", "best_ask_price", "confidence"}
     binary = frames.update_to_jsonl_obj(recorded["binary, signed payload only"][0])
     assert binary["parsed"] is False and binary["channel_id"] == 2  # fixed_rate@50ms
+    # JSON delivery: the parsed object has no channel, the signed payloads do.
+    assert update.payload is not None and update.payload.channel_id is None
+    assert obj["channel_id"] == 2
+    assert "channel_id" not in frames.update_to_jsonl_obj(recorded["json, parsed only"][0])
 
 
 def test_jsonl_real_values_stay_plain_for_tiny_and_huge_exponents() -> None:
@@ -147,6 +151,25 @@ def test_read_jsonl_skips_blank_lines_and_names_the_bad_line(
         with pytest.raises(pl.ProtocolError, match=needle) as exc:
             list(frames.read_jsonl(io.StringIO(f"{good}\n{line}\n")))
         assert "line 2" in str(exc.value)
+
+
+def test_a_truncated_jsonl_recording_loads_with_on_error_skip(
+    recorded: dict[str, list[pl.StreamUpdate]], tmp_path: object
+) -> None:
+    updates = recorded["json, parsed and three envelopes"]
+    path = f"{tmp_path}/cut.jsonl"
+    frames.write_jsonl(updates, path)
+    with open(path, "rb+") as f:  # a crash in the middle of the last line
+        f.truncate(f.seek(0, 2) - 40)
+    with pytest.raises(pl.ProtocolError, match=r"cut\.jsonl, line 4: .*on_error='skip'"):
+        frames.updates_frame(frames.read_jsonl(path))
+    reader = frames.read_jsonl(path, on_error="skip")
+    df = frames.updates_frame(reader)
+    assert len(df) == 3 * len(FEEDS)
+    assert reader.skipped == 1 and reader.errors[0].startswith(f"{path}, line 4: ")
+    assert list(frames.read_recording(path, on_error="skip")) == updates[:3]
+    with pytest.raises(pl.InvalidRequestError, match="on_error"):
+        frames.read_jsonl(path, on_error="ignore")  # type: ignore[arg-type]
 
 
 def test_frames_imports_without_pandas() -> None:
@@ -218,7 +241,7 @@ def test_updates_frame_edge_cases() -> None:
     no_exponent = pl.StreamUpdate(1, pl.Payload(5, [pl.FeedUpdate(3, price=12345)]))
     df = frames.updates_frame([no_exponent, pl.Subscribed(1)])
     assert len(df) == 1 and df["price"].iloc[0] == 12345  # the mantissa, unscaled
-    with pytest.raises(ValueError, match="numbers"):
+    with pytest.raises(pl.InvalidRequestError, match="numbers"):
         frames.updates_frame([], numbers="int")  # type: ignore[arg-type]
 
 

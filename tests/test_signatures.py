@@ -98,14 +98,15 @@ def _ed25519_keypair() -> tuple[Ed25519PrivateKey, bytes]:
 def test_solana_valid() -> None:
     key, public = _ed25519_keypair()
     message = SolanaMessage(key.sign(PAYLOAD_LE), public, PAYLOAD_LE)
-    assert message.verify() == public
-    assert message.verify(trusted_signers=[public]) == public
-    assert message.verify(trusted_signers=public.hex()) == public  # one key, as hex
-    assert message.verify(trusted_signers={"0x" + public.hex(), bytes(32)}) == public
+    # verify() gives the signer as lowercase hex, the form trusted_signers() shows.
+    assert message.verify() == public.hex()
+    assert message.verify(trusted_signers=[public]) == public.hex()
+    assert message.verify(trusted_signers=public.hex()) == public.hex()  # one key, as hex
+    assert message.verify(trusted_signers={"0x" + public.hex(), bytes(32)}) == public.hex()
     # Through the wire and back, the signature still holds.
     decoded = decode_message(message.encode())
     assert isinstance(decoded, SolanaMessage)
-    assert decoded.verify(trusted_signers=[public]) == public
+    assert decoded.verify(trusted_signers=[public]) == public.hex()
     assert decoded.decode_payload() == PAYLOAD
 
 
@@ -119,7 +120,7 @@ def test_solana_rfc8032_vector() -> None:
     )
     assert crypto.ed25519_public_key(secret) == public
     assert crypto.ed25519_sign(secret, b"") == signature
-    assert SolanaMessage(signature, public, b"").verify(trusted_signers=[public]) == public
+    assert SolanaMessage(signature, public, b"").verify(trusted_signers=[public]) == public.hex()
 
 
 @pytest.mark.parametrize("index", [0, 13, len(PAYLOAD_LE) - 1])
@@ -277,12 +278,12 @@ def test_le_ecdsa_valid() -> None:
     signature, recovery_id = ecdsa_sign(key, PAYLOAD_LE)
     message = LeEcdsaMessage(signature, recovery_id, PAYLOAD_LE)
     assert message.signer_public_key() == compressed
-    assert message.verify(trusted_signers=[compressed]) == compressed
-    assert message.verify(trusted_signers=compressed.hex()) == compressed
+    assert message.verify(trusted_signers=[compressed]) == compressed.hex()
+    assert message.verify(trusted_signers=compressed.hex()) == compressed.hex()
     assert LeEcdsaMessage(signature, recovery_id + 27, PAYLOAD_LE).signer_public_key() == compressed
     decoded = decode_message(message.encode())
     assert isinstance(decoded, LeEcdsaMessage)
-    assert decoded.verify(trusted_signers=[compressed]) == compressed
+    assert decoded.verify(trusted_signers=[compressed]) == compressed.hex()
     assert decoded.decode_payload() == PAYLOAD
 
 
@@ -333,10 +334,35 @@ def test_signer_from_seed_is_deterministic_and_verifiable() -> None:
     )
     update = decode_binary_update(frame)
     assert update.solana is not None and update.evm is not None and update.le_ecdsa is not None
-    assert update.solana.verify(trusted_signers=[a.solana_public_key]) == a.solana_public_key
+    assert update.solana.verify(trusted_signers=[a.solana_public_key]) == a.solana_public_key.hex()
     assert update.evm.verify(trusted_signers=[expected_address]) == expected_address
-    assert update.le_ecdsa.verify(trusted_signers=[a.le_ecdsa_public_key]) == a.le_ecdsa_public_key
+    assert update.le_ecdsa.verify(trusted_signers=[a.le_ecdsa_public_key]) == (
+        a.le_ecdsa_public_key.hex()
+    )
     assert update.payload == PAYLOAD
+
+
+def test_every_verify_returns_the_signer_as_trusted_signers_shows_it() -> None:
+    """One comparable form: ``signer == sim.trusted_signers()[kind]`` for all three formats."""
+    from pylazer_sync.simulator import Simulator
+
+    sim = Simulator(seed=3, token=None)  # not started: only its keys are needed
+    trusted = sim.trusted_signers()
+    signer = Signer.from_seed(3)
+    update = decode_binary_update(
+        encode_binary_update(
+            1,
+            [
+                signer.sign_solana(PAYLOAD_LE),
+                signer.sign_evm(PAYLOAD_BE),
+                signer.sign_le_ecdsa(PAYLOAD_LE),
+            ],
+        )
+    )
+    assert update.solana is not None and update.evm is not None and update.le_ecdsa is not None
+    assert update.solana.verify() == trusted["solana"]
+    assert update.evm.verify() == trusted["evm"]
+    assert update.le_ecdsa.verify() == trusted["leEcdsa"]
 
 
 def test_signer_repr_hides_keys() -> None:

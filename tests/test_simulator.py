@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -20,6 +21,8 @@ import pytest
 import websocket
 from test_simulator_support import WsClient, decode, subscribe_request
 
+from pylazer_sync import AuthenticationError, LazerClient
+from pylazer_sync.config import rest_url_for
 from pylazer_sync.protocol import (
     EvmMessage,
     JsonMessage,
@@ -84,13 +87,13 @@ def verify_envelopes(update: StreamUpdate, sim: Simulator) -> None:
     t = trusted(sim)
     payloads = []
     if update.solana is not None:
-        assert update.solana.verify(t["solana"]) == sim.solana_public_key
+        assert update.solana.verify(t["solana"]) == sim.trusted_signers()["solana"]
         payloads.append(update.solana.decode_payload())
     if update.evm is not None:
         assert update.evm.verify(t["evm"]) == sim.evm_address
         payloads.append(update.evm.decode_payload())
     if update.le_ecdsa is not None:
-        assert update.le_ecdsa.verify(t["leEcdsa"]) == sim.le_ecdsa_public_key
+        assert update.le_ecdsa.verify(t["leEcdsa"]) == sim.trusted_signers()["leEcdsa"]
         payloads.append(update.le_ecdsa.decode_payload())
     if update.le_unsigned is not None:
         payloads.append(update.le_unsigned.decode_payload())
@@ -490,12 +493,21 @@ def test_same_seed_same_bytes_across_instances() -> None:
 # -- REST -----------------------------------------------------------------------------
 
 
-def _http(
-    sim: Simulator, method: str, path: str, body: Any = None, token: str | None = TOKEN
-) -> tuple[int, Any]:
+@pytest.fixture(params=["rest port", "stream port"])
+def rest_base(request: pytest.FixtureRequest, sim: Simulator) -> str:
+    """Where REST is asked: the REST port, or the stream port, where a client that
+    derives its REST URL from the stream URL (as in production) looks for it."""
+    if request.param == "stream port":
+        return rest_url_for(sim.url)
     assert sim.rest_url is not None
+    return sim.rest_url
+
+
+def _http(
+    base: str, method: str, path: str, body: Any = None, token: str | None = TOKEN
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(sim.rest_url + path, data=data, method=method)
+    request = urllib.request.Request(base + path, data=data, method=method)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
@@ -507,7 +519,7 @@ def _http(
         return exc.code, exc.read().decode()
 
 
-def test_rest_latest_price_and_price(sim: Simulator) -> None:
+def test_rest_latest_price_and_price(sim: Simulator, rest_base: str) -> None:
     params = {
         "priceFeedIds": [1, 2],
         "properties": ["price", "exponent"],
@@ -515,7 +527,7 @@ def test_rest_latest_price_and_price(sim: Simulator) -> None:
         "channel": "fixed_rate@200ms",
         "jsonBinaryEncoding": "hex",
     }
-    status, body = _http(sim, "POST", "/v1/latest_price", params)
+    status, body = _http(rest_base, "POST", "/v1/latest_price", params)
     assert status == 200
     assert list(body) == ["parsed", "evm", "solana"]
     ts = int(body["parsed"]["timestampUs"])
@@ -524,22 +536,24 @@ def test_rest_latest_price_and_price(sim: Simulator) -> None:
     verify_envelopes(update, sim)
 
     at = ts - 3_600_000_000 + 123_456
-    status, body = _http(sim, "POST", "/v1/price", {**params, "timestamp": at})
+    status, body = _http(rest_base, "POST", "/v1/price", {**params, "timestamp": at})
     assert status == 200
     assert int(body["parsed"]["timestampUs"]) == at // 200_000 * 200_000
     expected = sim.market.feed_update(1, at // 200_000 * 200_000)
     assert body["parsed"]["priceFeeds"][0]["price"] == str(expected.price)
 
-    assert _http(sim, "POST", "/v1/price", params)[0] == 400  # no timestamp
-    assert _http(sim, "POST", "/v1/latest_price", {**params, "properties": []})[0] == 400
-    assert _http(sim, "POST", "/v1/latest_price", {**params, "priceFeedIds": [424242]})[0] == 400
-    assert _http(sim, "POST", "/v1/latest_price", params, token=None)[0] == 401
-    assert _http(sim, "GET", "/v1/latest_price")[0] == 405
-    assert _http(sim, "GET", "/nope")[0] == 404
+    assert _http(rest_base, "POST", "/v1/price", params)[0] == 400  # no timestamp
+    assert _http(rest_base, "POST", "/v1/latest_price", {**params, "properties": []})[0] == 400
+    assert (
+        _http(rest_base, "POST", "/v1/latest_price", {**params, "priceFeedIds": [424242]})[0] == 400
+    )
+    assert _http(rest_base, "POST", "/v1/latest_price", params, token=None)[0] == 401
+    assert _http(rest_base, "GET", "/v1/latest_price")[0] == 405
+    assert _http(rest_base, "GET", "/nope")[0] == 404
 
 
-def test_rest_symbols(sim: Simulator) -> None:
-    status, body = _http(sim, "GET", "/history/v1/symbols")
+def test_rest_symbols(sim: Simulator, rest_base: str) -> None:
+    status, body = _http(rest_base, "GET", "/history/v1/symbols")
     assert status == 200 and len(body) == len(sim.catalogue)
     btc = next(f for f in body if f["symbol"] == "Crypto.BTC/USD")
     for key in (
@@ -548,12 +562,54 @@ def test_rest_symbols(sim: Simulator) -> None:
     ):  # fmt: skip
         assert key in btc
     assert btc["pyth_lazer_id"] == 1 and btc["exponent"] == -8
-    status, body = _http(sim, "GET", "/history/v1/symbols?query=btc&asset_type=crypto")
+    status, body = _http(rest_base, "GET", "/history/v1/symbols?query=btc&asset_type=crypto")
     assert [f["pyth_lazer_id"] for f in body] == [1]
-    status, body = _http(sim, "GET", "/history/v1/symbols?asset_type=funding-rate")
+    status, body = _http(rest_base, "GET", "/history/v1/symbols?asset_type=funding-rate")
     assert {f["pyth_lazer_id"] for f in body} == {500, 501, 502}
     assert all("interval" in f for f in body)
-    assert _http(sim, "GET", "/history/v1/symbols", token="bad")[0] == 401
+    assert _http(rest_base, "GET", "/history/v1/symbols", token="bad")[0] == 401
+
+
+def test_the_stream_port_serves_rest_and_websocket_side_by_side(sim: Simulator) -> None:
+    base = rest_url_for(sim.url)
+    assert base != sim.rest_url  # a port of its own stays, for REST alone
+    with WsClient(sim.url, TOKEN) as ws:
+        ws.send(subscribe_request(1))
+        assert ws.recv() == Subscribed(1)
+        # REST in the middle of a stream, on the same port: neither disturbs the other.
+        assert _http(base, "GET", "/history/v1/symbols?query=btc")[0] == 200
+        assert isinstance(ws.recv(), StreamUpdate)
+    # Anything but the REST routes is the WebSocket server's, as before.
+    assert _http(base, "GET", "/v1/stream")[0] == 426  # an upgrade is required
+    assert _http(base, "GET", "/nope")[0] == 404
+    # A request cut short ends the connection (as on the REST port); one too large is
+    # answered; neither hangs.
+    assert _raw(sim.port, b"POST /v1/latest_price HTTP/1.1\r\nContent-Length: 9\r\n\r\n{") == b""
+    big = b"GET /history/v1/symbols HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n"
+    assert _raw(sim.port, big).startswith(b"HTTP/1.1 431 ")
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """Send raw bytes, half-close, and read the answer to the end (bounded)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_client_pointed_at_the_stream_url_finds_rest() -> None:
+    # No rest_url: the client derives it from the endpoint, as against production.
+    with Simulator(seed=7, token=TOKEN) as s:
+        client = LazerClient(TOKEN, endpoints=[s.url], num_connections=1)
+        assert client.config.rest_url == rest_url_for(s.url)
+        (btc,) = [e for e in client.symbols("btc") if e.symbol == "Crypto.BTC/USD"]
+        update = client.latest_price(price_feed_ids=[btc.feed_id], properties=["price"])
+        assert [f.feed_id for f in update.feeds] == [btc.feed_id]
+        with pytest.raises(AuthenticationError):
+            LazerClient("wrong", endpoints=[s.url]).symbols()
 
 
 # -- command line ---------------------------------------------------------------------
@@ -601,6 +657,42 @@ def test_command_line_prints_url_and_identities_and_serves() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("option", ["--port", "--rest-port"])
+def test_command_line_that_cannot_listen_says_so_in_one_line(option: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pylazer_sync.simulator", option, str(port), "--no-control"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    role = "REST" if option == "--rest-port" else "stream"
+    assert result.stderr.splitlines() == [
+        f"python -m pylazer_sync.simulator: error: cannot listen on 127.0.0.1:{port} "
+        f"({role} port): Address already in use"
+    ]
+
+
+def test_a_simulator_that_cannot_listen_leaves_no_port_open() -> None:
+    # The REST port fails after the stream port listened: start() closes that one again,
+    # so the same stream port can be listened on at once.
+    with Simulator(rest_port=None) as first:
+        port = first.port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        failed = Simulator(port=port, rest_port=taken.getsockname()[1])
+        with pytest.raises(OSError, match=r"\(REST port\)"):
+            failed.start()
+    assert not failed.running
+    with Simulator(port=port, rest_port=None) as again:
+        assert again.port == port
 
 
 def test_token_never_logged(caplog: pytest.LogCaptureFixture) -> None:

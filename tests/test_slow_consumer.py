@@ -18,19 +18,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from chaos_support import (
-    Consumer,
-    Monitor,
-    client_thread_idents,
-    client_threads,
-    env_seconds,
-    median,
-    sim_processes,
-    wait_until,
-)
-from client_support import FAST_BACKOFF, TOKEN
+from chaos_support import Consumer, Monitor, env_seconds, median, sim_processes
+from client_support import FAST_BACKOFF, TOKEN, library_threads, thread_baseline, wait_for
 
 import pylazer_sync as pl
+from pylazer_sync.client import _INBOUND_PER_CONNECTION
+from pylazer_sync.connection import MAX_BATCH
 
 SECONDS = env_seconds("PYLAZER_SLOW_SECONDS", 8.0)
 RATE_HZ = 500
@@ -42,7 +35,7 @@ MB = 1 << 20
 @pytest.mark.timeout(SECONDS + 240)  # the run itself, plus start-up and checks
 @pytest.mark.parametrize("policy", ["drop_oldest", "block"])
 def test_slow_consumer(policy: str) -> None:
-    baseline = client_thread_idents()
+    baseline = thread_baseline()
     with sim_processes(2, seed=3, token=TOKEN, extra_args=("--rate", str(RATE_HZ))) as sims:
         client = pl.LazerClient(
             TOKEN,
@@ -65,13 +58,14 @@ def test_slow_consumer(policy: str) -> None:
             monitor.start()
             consumer.start()
             started = time.monotonic()
-            wait_until(lambda: time.monotonic() - started >= SECONDS, SECONDS + 5, "the run")
+            wait_for(lambda: time.monotonic() - started >= SECONDS, SECONDS + 5, "the run")
             depths = client.stats()
+            held = sum(c["frames"] for c in depths["connections"]) - depths["frames"]
             stream_end = time.time()
             # The stream ends; the reader catches up at full speed.
             for sim in sims:
                 sim.kill()
-            wait_until(lambda: client.stats()["open_connections"] == 0, 10, "all down")
+            wait_for(lambda: client.stats()["open_connections"] == 0, 10, "all down")
             consumer.per_message = 0.0
 
             def caught_up() -> bool:
@@ -84,7 +78,7 @@ def test_slow_consumer(policy: str) -> None:
                     and len(consumer.received) + s["dropped"] == s["delivered"]
                 )
 
-            wait_until(caught_up, 30, "the reader to catch up")
+            wait_for(caught_up, 30, "the reader to catch up")
             stats = client.stats()
         finally:
             monitor.stop(check=False)
@@ -92,7 +86,7 @@ def test_slow_consumer(policy: str) -> None:
             client.close()
         monitor.stop()
         consumer.stop()
-        assert client_threads(baseline) == []
+        assert library_threads(baseline) == []
 
     samples = monitor.samples
     assert len(samples) > 20
@@ -128,7 +122,9 @@ def test_slow_consumer(policy: str) -> None:
         assert stats["dropped"] == 0
         # Back-pressure: the lag grows instead, while memory stays bounded (above).
         assert median(last) > median(first)
-        assert depths["inbound_depth"] <= 256 * 2
+        # Frames read but not yet deduplicated: at most the inbound queue's batches.
+        assert depths["inbound_depth"] <= _INBOUND_PER_CONNECTION * 2
+        assert held <= _INBOUND_PER_CONNECTION * 2 * MAX_BATCH, held
     print(
         f"slow consumer ({policy}): {stats['unique']} unique, {len(consumer.received)} read, "
         f"{stats['dropped']} dropped; age {median(first):.2f} -> {median(last):.2f} s; "

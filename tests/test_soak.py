@@ -19,18 +19,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from chaos_support import (
-    Consumer,
-    Monitor,
-    Received,
-    client_thread_idents,
-    client_threads,
-    env_seconds,
-    median,
-    sim_processes,
-    wait_until,
-)
-from client_support import FAST_BACKOFF, TOKEN
+from chaos_support import Consumer, Monitor, Received, env_seconds, median, sim_processes
+from client_support import FAST_BACKOFF, TOKEN, library_threads, thread_baseline, wait_for
 
 import pylazer_sync as pl
 
@@ -43,7 +33,7 @@ MB = 1 << 20
 
 @pytest.mark.timeout(SECONDS + 240)  # the run itself, plus start-up and checks
 def test_soak_rss_threads_and_fds_stay_flat() -> None:
-    baseline = client_thread_idents()
+    baseline = thread_baseline()
     with sim_processes(3, seed=5, token=TOKEN, extra_args=("--rate", str(RATE_HZ))) as sims:
         client = pl.LazerClient(
             TOKEN,
@@ -111,8 +101,8 @@ def test_soak_rss_threads_and_fds_stay_flat() -> None:
             client.close()
         monitor.stop()
         consumer.stop()
-        assert client_threads(baseline) == []
-        wait_until(lambda: monitor.sample().fds <= monitor.samples[0].fds, 10, "sockets closed")
+        assert library_threads(baseline) == []
+        wait_for(lambda: monitor.sample().fds <= monitor.samples[0].fds, 10, "sockets closed")
 
     samples = monitor.samples
     assert len(samples) >= 40

@@ -64,18 +64,21 @@ class SolanaMessage:
         """Decode the signed payload (little-endian)."""
         return decode_payload(self.payload, "little")
 
-    def verify(self, trusted_signers: Iterable[bytes | str] | None = None) -> bytes:
-        """Check the Ed25519 signature and return the signer's 32-byte public key.
+    def verify(self, trusted_signers: Iterable[bytes | str] | None = None) -> str:
+        """Check the Ed25519 signature and return the signer: its public key in lowercase hex.
 
-        Raises :class:`SignatureError` if the signature is invalid, or if
-        ``trusted_signers`` (public keys as bytes or hex) is given and the key is not in it.
+        Every ``verify()`` returns its signer in the form ``Simulator.trusted_signers()``
+        and the README show (Solana: 64 hex digits), so signers of all formats compare
+        with ``==`` against the same strings. Raises :class:`SignatureError` if the
+        signature is invalid, or if ``trusted_signers`` (public keys as bytes or hex) is
+        given and the key is not in it.
         """
         crypto.ed25519_verify(self.public_key, self.signature, self.payload)
         if trusted_signers is not None and self.public_key not in _trusted_bytes(
             trusted_signers, 32, "an Ed25519 public key"
         ):
             raise SignatureError(f"valid Solana signature by untrusted key {self.public_key.hex()}")
-        return self.public_key
+        return self.public_key.hex()
 
     def encode(self) -> bytes:
         """The envelope's bytes: magic, signature, public key, u16 LE length, payload."""
@@ -108,7 +111,8 @@ class EvmMessage:
         return crypto.evm_address(public_key.format(compressed=False))
 
     def verify(self, trusted_signers: Iterable[bytes | str] | None = None) -> str:
-        """Recover the signer and return its address; refuse it if not in ``trusted_signers``.
+        """Recover the signer and return its address (lowercase ``0x`` + 40 hex digits);
+        refuse it if not in ``trusted_signers``.
 
         ECDSA recovery yields *some* key for almost any signature, so a tampered payload
         shows up as an unexpected address: pass ``trusted_signers`` (addresses as
@@ -151,8 +155,9 @@ class LeEcdsaMessage:
         compressed: bytes = public_key.format(compressed=True)
         return compressed
 
-    def verify(self, trusted_signers: Iterable[bytes | str] | None = None) -> bytes:
-        """Recover the signer's compressed key; refuse it if not in ``trusted_signers``.
+    def verify(self, trusted_signers: Iterable[bytes | str] | None = None) -> str:
+        """Recover the signer's compressed key and return it in lowercase hex (66 digits);
+        refuse it if not in ``trusted_signers``.
 
         As with EVM, recovery cannot tell a tampered payload from another signer:
         pass ``trusted_signers`` (33-byte keys as bytes or hex) for a real check.
@@ -162,7 +167,7 @@ class LeEcdsaMessage:
             trusted_signers, 33, "a compressed secp256k1 public key"
         ):
             raise SignatureError(f"LeEcdsa signature by untrusted signer {key.hex()}")
-        return key
+        return key.hex()
 
     def encode(self) -> bytes:
         """The envelope's bytes: magic, signature, recovery id, u16 LE length, payload."""

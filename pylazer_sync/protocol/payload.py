@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from ..errors import ProtocolError
+from ..errors import InvalidRequestError, ProtocolError
 from .layouts import (
     FLAG_I64,
     FLAG_U64,
@@ -132,7 +132,7 @@ def _price_like_attr(name: str) -> str:
     prop = PROPERTY_BY_NAME.get(name)
     attr = PROPERTY_ATTRS[prop] if prop is not None else name
     if attr not in PRICE_LIKE_ATTRS:
-        raise ValueError(
+        raise InvalidRequestError(
             f"{name!r} is not a price-like field; expected one of {', '.join(_PRICE_LIKE_ORDER)}"
         )
     return attr
@@ -213,7 +213,9 @@ def _codec(byte_order: str) -> _Codec:
     try:
         return _CODECS[byte_order]
     except KeyError:
-        raise ValueError(f"byte_order must be 'little' or 'big', not {byte_order!r}") from None
+        raise InvalidRequestError(
+            f"byte_order must be 'little' or 'big', not {byte_order!r}"
+        ) from None
 
 
 def decode_payload(data: bytes, byte_order: ByteOrder) -> Payload:

@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .connection import ConnectionInfo
 from .faults import GARBAGE_KINDS, GarbageKind
 from .market import Catalogue, FeedInfo, MarketModel
+from .replay import Replay
 from .server import RefuseMode, RequestRecord
 from .simulator import Simulator
 
@@ -35,6 +36,7 @@ __all__ = [
     "GarbageKind",
     "MarketModel",
     "RefuseMode",
+    "Replay",
     "RequestRecord",
     "Simulator",
 ]

@@ -4,8 +4,8 @@ It prints its stream URL, REST URL and trusted signer identities, then serves. F
 be injected from standard input, one command per line (``help`` lists them), so a
 benchmark or a manual test can drop, stall or flood a running endpoint.
 
-:func:`build_arg_parser` / :func:`add_arguments` and :func:`simulator_from_args` let the
-``pylazer-sync simulate`` command reuse the same options.
+:func:`add_arguments` and :func:`serve` let the ``pylazer-sync simulate`` command reuse the
+same options and behaviour.
 """
 
 from __future__ import annotations
@@ -54,6 +54,18 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or 'max', got {text}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 or 'max', got {text}")
     return value
 
 
@@ -139,6 +151,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "time at which each frame is sent (latency measurements) (default: %(default)s)",
     )
     parser.add_argument(
+        "--replay",
+        metavar="PATH",
+        default=None,
+        help="serve a recording (Parquet or jsonl file or directory, e.g. from 'pylazer-sync "
+        "record') instead of the market model: subscriptions that ask for what was recorded "
+        "receive its frames, signed envelopes byte for byte",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="1|10|max",
+        help="replay this many times faster than recorded, or 'max': as fast as each "
+        "connection takes the frames (default: 1, the original pacing)",
+    )
+    parser.add_argument(
+        "--loop", action="store_true", help="replay the recording again when it ends, for ever"
+    )
+    parser.add_argument(
         "--no-control",
         action="store_true",
         help="ignore standard input (by default it takes fault commands, see below)",
@@ -184,6 +215,9 @@ def simulator_from_args(args: argparse.Namespace) -> Simulator:
         flood_ring=args.flood_ring,
         flood_max_lead=args.flood_max_lead if args.flood_max_lead > 0 else None,
         flood_stamp=args.flood_stamp,
+        replay=args.replay,
+        replay_speed=args.speed,
+        replay_loop=args.loop,
     )
 
 
@@ -194,6 +228,17 @@ def describe(sim: Simulator) -> str:
         lines.append(f"rest: {sim.rest_url}")
     lines += [
         f"token: {'required' if sim.token is not None else 'none (anyone may connect)'}",
+    ]
+    if sim.replay is not None:
+        speed = "max" if sim.replay_speed is None else f"{sim.replay_speed:g}x"
+        loop = ", looping" if sim.replay_loop else ""
+        lines.append(
+            f"replay: {sim.replay.source}, {sim.replay.frame_count} frames, speed {speed}{loop}"
+        )
+        lines.append(f"recorded subscriptions: {sim.replay.describe()}")
+        lines += [f"{kind} signer (recorded): {who}" for kind, who in sim.trusted_signers().items()]
+        return "\n".join(lines)
+    lines += [
         f"solana signer (ed25519 public key): {sim.solana_public_key.hex()}",
         f"evm signer (address): {sim.evm_address}",
         f"leEcdsa signer (compressed secp256k1 key): {sim.le_ecdsa_public_key.hex()}",
@@ -263,8 +308,19 @@ def _stdin_is_ours() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator until Ctrl-C, SIGTERM, end of input or ``quit``; returns 0."""
-    args = build_arg_parser().parse_args(argv)
+    """Run the simulator until Ctrl-C, SIGTERM, end of input or ``quit``; returns 0, or 1
+    (with one error line) if it cannot listen."""
+    parser = build_arg_parser()
+    try:
+        return serve(parser.parse_args(argv))
+    except OSError as exc:  # e.g. the port is in use, or --host is no address of ours
+        print(f"{parser.prog}: error: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run a simulator configured by parsed options (see :func:`add_arguments`) until
+    Ctrl-C, SIGTERM, end of input or ``quit``; returns 0."""
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -12,6 +12,7 @@ import random
 import struct
 from typing import Final, Literal, get_args
 
+from ..errors import InvalidRequestError
 from ..protocol import (
     FeedUpdate,
     LeUnsignedMessage,
@@ -37,7 +38,7 @@ def garbage_frame(kind: str, sub_id: int, rng: random.Random) -> Frame:
     """One malformed frame of the given kind, naming subscription ``sub_id`` where the
     format has a subscription id. Raises ``ValueError`` for an unknown kind."""
     if kind not in GARBAGE_KINDS:
-        raise ValueError(f"unknown garbage kind {kind!r}; expected one of {GARBAGE_KINDS}")
+        raise InvalidRequestError(f"unknown garbage kind {kind!r}; expected one of {GARBAGE_KINDS}")
     if kind == "random_binary":
         return rng.randbytes(64)
     if kind == "invalid_json":

@@ -43,6 +43,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
+from ..errors import InvalidRequestError
 from ..protocol import DeliveryFormat, Payload
 from .connection import SimConnection
 from .updates import Frame, Shape, UpdateEncoder, now_us
@@ -392,7 +393,7 @@ class Flood:
         stamp: FloodStamp,
     ) -> None:
         if rate_hz is not None and not rate_hz > 0:
-            raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz!r}")
+            raise InvalidRequestError(f"rate_hz must be > 0 or None, got {rate_hz!r}")
         self.encoder = encoder
         self.rate_hz = rate_hz
         # Unlimited: timestamps 1 us apart, distinct round the whole ring.

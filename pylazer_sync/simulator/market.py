@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from ..errors import InvalidRequestError
 from ..protocol import Channel, FeedUpdate, MarketSession
 
 _MASK64: Final = (1 << 64) - 1
@@ -312,9 +313,9 @@ class Catalogue:
         self._by_symbol: dict[str, FeedInfo] = {}
         for feed in feeds:
             if feed.feed_id in self._by_id:
-                raise ValueError(f"duplicate feed id {feed.feed_id} in the catalogue")
+                raise InvalidRequestError(f"duplicate feed id {feed.feed_id} in the catalogue")
             if feed.symbol in self._by_symbol:
-                raise ValueError(f"duplicate symbol {feed.symbol!r} in the catalogue")
+                raise InvalidRequestError(f"duplicate symbol {feed.symbol!r} in the catalogue")
             self._by_id[feed.feed_id] = feed
             self._by_symbol[feed.symbol] = feed
 

@@ -1,14 +1,21 @@
 """The simulator's REST endpoints: latest price, price at a time, and symbols.
 
 :class:`RestApi` answers a request (method, target, headers, body) with a status and a
-body, as PROTOCOL.md describes the production endpoints; :class:`RestServer` carries it
-over HTTP/1.1 on its own port.
+body, as PROTOCOL.md describes the production endpoints. Two carriers bring it requests
+over HTTP/1.1: :class:`RestServer` on a port of its own (``Simulator.rest_url``), and
+:func:`stream_port_connection` on the stream port itself.
 
-Why a neighbouring port and a small HTTP reader of our own: ``websockets`` answers plain
-HTTP only for GET requests without a body, and the price endpoints are POSTs with a JSON
-body. The standard library's ``http.server`` would need threads of its own, where this
-runs on the simulator's event loop with everything else; one request per connection, no
-chunked bodies, no keep-alive, which every HTTP client handles.
+Why the stream port too: production serves REST on the stream endpoint's host, so a
+client derives its REST URL from the stream URL (``wss://host/v1/stream`` ->
+``https://host``, see :func:`pylazer_sync.config.rest_url_for`). A client pointed at a
+simulator's stream URL with no REST URL must therefore find REST on that same port.
+
+Why a small HTTP reader of our own: ``websockets`` answers plain HTTP only for requests
+without a body, and the price endpoints are POSTs with a JSON body; on the stream port
+the connection looks at the request line first and keeps a REST request for itself. The
+standard library's ``http.server`` would need threads of its own, where this runs on the
+simulator's event loop with everything else; one request per connection, no chunked
+bodies, no keep-alive, which every HTTP client handles.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection
 
 from ..errors import InvalidRequestError
 from ..protocol.types import U64_MAX
@@ -32,6 +42,9 @@ logger = logging.getLogger(__name__)
 _MAX_HEAD: Final = 64 * 1024
 _MAX_BODY: Final = 1 << 20
 _READ_TIMEOUT: Final = 10.0
+
+ROUTES: Final = frozenset({"/v1/latest_price", "/v1/price", "/history/v1/symbols"})
+"""The paths the REST endpoints answer (anything else on the stream port is WebSocket's)."""
 
 Body = Any  # a JSON-ready value (answered as JSON) or a str (answered as plain text)
 
@@ -169,40 +182,132 @@ class RestServer:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return HTTPStatus.BAD_REQUEST, "malformed request line"
-        method, target, _ = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if line:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    return HTTPStatus.BAD_REQUEST, f"malformed header line {line[:40]!r}"
-                headers[name.strip().lower()] = value.strip()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not supported"
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            return HTTPStatus.BAD_REQUEST, "bad Content-Length"
-        if not 0 <= length <= _MAX_BODY:
-            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large"
-        body = await reader.readexactly(length) if length else b""
-        status, answer = self.api.handle(method, target, headers, body)
-        logger.debug("REST %s %s -> %d", method, target.split("?", 1)[0], status)
-        return status, answer
+        parsed = parse_head(head)
+        if isinstance(parsed, tuple):
+            return parsed
+        body = await reader.readexactly(parsed.length) if parsed.length else b""
+        return answer(self.api, parsed, body)
 
     async def _respond(self, writer: asyncio.StreamWriter, status: int, body: Body) -> None:
-        if isinstance(body, str):
-            data, kind = (body + "\n").encode(), "text/plain; charset=utf-8"
-        else:
-            data, kind = json.dumps(body, separators=(",", ":")).encode(), "application/json"
-        phrase = HTTPStatus(status).phrase
-        head = (
-            f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {kind}\r\n"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(head.encode() + data)
+        writer.write(encode_response(status, body))
         await writer.drain()
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """An HTTP request line and headers (names in lower case), and the body's length."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    length: int
+
+
+def parse_head(head: bytes) -> RequestHead | tuple[int, Body]:
+    """Parse a request head (up to and including the blank line), or say what is wrong
+    with it as the answer to send."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return HTTPStatus.BAD_REQUEST, "malformed request line"
+    method, target, _ = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, sep, value = line.partition(":")
+            if not sep:
+                return HTTPStatus.BAD_REQUEST, f"malformed header line {line[:40]!r}"
+            headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not supported"
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError:
+        return HTTPStatus.BAD_REQUEST, "bad Content-Length"
+    if not 0 <= length <= _MAX_BODY:
+        return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large"
+    return RequestHead(method, target, headers, length)
+
+
+def answer(api: RestApi, head: RequestHead, body: bytes) -> tuple[int, Body]:
+    """The API's answer to a whole request (logged at debug level, without headers)."""
+    status, result = api.handle(head.method, head.target, head.headers, body)
+    logger.debug("REST %s %s -> %d", head.method, head.target.split("?", 1)[0], status)
+    return status, result
+
+
+def encode_response(status: int, body: Body) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection."""
+    if isinstance(body, str):
+        data, kind = (body + "\n").encode(), "text/plain; charset=utf-8"
+    else:
+        data, kind = json.dumps(body, separators=(",", ":")).encode(), "application/json"
+    phrase = HTTPStatus(status).phrase
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+def _is_rest_request_line(line: bytes) -> bool:
+    parts = line.split(b" ")
+    return len(parts) == 3 and parts[1].split(b"?", 1)[0].decode("latin-1") in ROUTES
+
+
+def stream_port_connection(api: RestApi) -> type[ServerConnection]:
+    """A ``websockets`` connection class (``serve(create_connection=...)``) that also
+    answers the REST routes on the stream port.
+
+    It looks at the request line before websockets does: a request for one of
+    :data:`ROUTES` is read whole, answered from ``api`` and the connection closed (the
+    WebSocket handshake, still waiting for its request, then ends without a word); any
+    other request, the stream's upgrade above all, goes to websockets untouched. After
+    that first decision every byte goes straight to websockets.
+    """
+
+    class StreamPortConnection(ServerConnection):
+        _rest_deciding = True  # until the request line is known
+        _rest_pending = b""  # bytes held back meanwhile (and a REST request's bytes)
+        _rest_done = False  # a REST answer was sent; ignore anything more
+
+        def data_received(self, data: bytes) -> None:
+            if not self._rest_deciding:
+                super().data_received(data)
+                return
+            if self._rest_done:
+                return
+            pending = self._rest_pending + data
+            line_end = pending.find(b"\r\n")
+            if line_end < 0 and len(pending) <= _MAX_HEAD:
+                self._rest_pending = pending  # not even a request line yet
+                return
+            if line_end < 0 or not _is_rest_request_line(pending[:line_end]):
+                self._rest_deciding = False
+                self._rest_pending = b""
+                super().data_received(pending)
+                return
+            self._rest_pending = pending
+            result = self._rest_answer(pending)
+            if result is not None:
+                self._rest_done = True
+                self._rest_pending = b""
+                self.transport.write(encode_response(*result))
+                self.transport.close()  # sends what is written first
+
+        def _rest_answer(self, pending: bytes) -> tuple[int, Body] | None:
+            """The answer once the whole request is here (None: wait for more)."""
+            head_end = pending.find(b"\r\n\r\n")
+            if head_end > _MAX_HEAD or (head_end < 0 and len(pending) > _MAX_HEAD):
+                return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"
+            if head_end < 0:
+                return None
+            head = parse_head(pending[: head_end + 4])
+            if isinstance(head, tuple):
+                return head
+            body = pending[head_end + 4 :]
+            if len(body) < head.length:
+                return None
+            return answer(api, head, body[: head.length])
+
+    return StreamPortConnection

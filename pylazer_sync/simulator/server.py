@@ -17,6 +17,7 @@ import hmac
 import itertools
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -45,7 +46,8 @@ from .connection import ConnectionInfo, SimConnection
 from .faults import garbage_frame
 from .flood import FLOOD_STAMPS, Flood, FloodStamp
 from .market import Catalogue
-from .rest import RestApi, RestServer
+from .replay import ReplayService
+from .rest import RestApi, RestServer, stream_port_connection
 from .updates import (
     Shape,
     UpdateEncoder,
@@ -107,21 +109,29 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
-            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz!r}")
+            raise InvalidRequestError(f"rate_hz must be > 0, got {self.rate_hz!r}")
         if self.ping_interval is not None and not self.ping_interval > 0:
-            raise ValueError(f"ping_interval must be > 0 or None, got {self.ping_interval!r}")
+            raise InvalidRequestError(
+                f"ping_interval must be > 0 or None, got {self.ping_interval!r}"
+            )
         if self.flood_rate_hz is not None and not self.flood_rate_hz > 0:
-            raise ValueError(f"flood_rate_hz must be > 0 or None, got {self.flood_rate_hz!r}")
+            raise InvalidRequestError(
+                f"flood_rate_hz must be > 0 or None, got {self.flood_rate_hz!r}"
+            )
         if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size!r}")
+            raise InvalidRequestError(f"queue_size must be >= 1, got {self.queue_size!r}")
         if self.flood_ring < 1:
-            raise ValueError(f"flood_ring must be >= 1, got {self.flood_ring!r}")
+            raise InvalidRequestError(f"flood_ring must be >= 1, got {self.flood_ring!r}")
         if self.flood_max_lead is not None and self.flood_max_lead < 1:
-            raise ValueError(f"flood_max_lead must be >= 1 or None, got {self.flood_max_lead!r}")
+            raise InvalidRequestError(
+                f"flood_max_lead must be >= 1 or None, got {self.flood_max_lead!r}"
+            )
         if self.flood_chunk_bytes < 1:
-            raise ValueError(f"flood_chunk_bytes must be >= 1, got {self.flood_chunk_bytes!r}")
+            raise InvalidRequestError(
+                f"flood_chunk_bytes must be >= 1, got {self.flood_chunk_bytes!r}"
+            )
         if self.flood_stamp not in FLOOD_STAMPS:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"flood_stamp must be one of {', '.join(FLOOD_STAMPS)}, got {self.flood_stamp!r}"
             )
 
@@ -160,8 +170,10 @@ class SimulatorServer:
         seed: int = 0,
         requests: list[RequestRecord] | None = None,
         conn_ids: Iterator[int] | None = None,
+        replay: ReplayService | None = None,
     ) -> None:
         self.settings = settings
+        self.replay = replay  # serves a recording instead of the ticks (replay.py)
         self.catalogue = catalogue
         self.encoder = encoder
         self._cond = cond
@@ -190,6 +202,7 @@ class SimulatorServer:
         self._reopen_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._rest: RestServer | None = None
+        self._stream_connection: type[ServerConnection] | None = None
         self._flood: Flood | None = None
         self._token = settings.token.encode() if settings.token is not None else None
 
@@ -197,13 +210,26 @@ class SimulatorServer:
 
     async def start(self) -> None:
         """Listen on the WebSocket port (and the REST port, if enabled)."""
-        await self._listen(self.settings.port)
-        if self.settings.rest_port is not None:
+        rest_port = self.settings.rest_port
+        if rest_port is not None:
             api = RestApi(
                 self.catalogue, self.encoder, self.settings.token, self.settings.real_time_period_us
             )
             self._rest = RestServer(api)
-            self.rest_port = await self._rest.start(self.settings.host, self.settings.rest_port)
+            # REST answers on the stream port too, where clients derive it from the
+            # stream URL as in production (see rest.py).
+            self._stream_connection = stream_port_connection(api)
+        host = self.settings.host
+        try:
+            await self._listen(self.settings.port)
+        except OSError as exc:
+            raise _cannot_listen(host, self.settings.port, "stream", exc) from None
+        if self._rest is not None and rest_port is not None:
+            try:
+                self.rest_port = await self._rest.start(host, rest_port)
+            except OSError as exc:
+                await self.shutdown()  # the stream port is open: close it
+                raise _cannot_listen(host, rest_port, "REST", exc) from None
         if self.settings.flood:
             self.flood(self.settings.flood_rate_hz)
 
@@ -213,6 +239,7 @@ class SimulatorServer:
             self.settings.host,
             port,
             process_request=self._process_request,
+            create_connection=self._stream_connection,
             # Our own pinger replaces websockets' keepalive so that a stall can stop it.
             ping_interval=None,
             close_timeout=self.settings.close_timeout,
@@ -230,6 +257,8 @@ class SimulatorServer:
         for task in self._schedulers.values():
             task.cancel()
         self._schedulers.clear()
+        if self.replay is not None:
+            self.replay.cancel_all()
         self.stop_flood()
         if self._reopen_task is not None:
             self._reopen_task.cancel()
@@ -369,6 +398,9 @@ class SimulatorServer:
                 conn, SubscriptionError(sub_id, f"subscription id {sub_id} is already in use")
             )
             return
+        if self.replay is not None:
+            self._reply(conn, self.replay.subscribe(conn, request))
+            return
         resolution = resolve(request, self.catalogue)
         if resolution.shape is None:
             self._reply(conn, SubscriptionError(sub_id, resolution.error or "invalid"))
@@ -402,6 +434,8 @@ class SimulatorServer:
 
     def _unindex(self, conn: SimConnection, sub_id: int) -> None:
         shape, period = conn.subscriptions.pop(sub_id)
+        if self.replay is not None:
+            self.replay.cancel(conn.conn_id, sub_id)
         task = conn.flood_tasks.pop(sub_id, None)
         if task is not None:
             task.cancel()
@@ -473,6 +507,8 @@ class SimulatorServer:
         out["frames_dropped"] = sum(c.frames_dropped for c in self.connections.values())
         if self._flood is not None:
             out["flood_frames_generated"] = self._flood.generated
+        if self.replay is not None:
+            out["replay_frames_sent"] = self.replay.frames_sent
         return out
 
     # -- faults -------------------------------------------------------------------
@@ -484,7 +520,7 @@ class SimulatorServer:
         for conn_id in conn_ids:
             conn = self.connections.get(conn_id)
             if conn is None:
-                raise ValueError(f"no open connection with id {conn_id}")
+                raise InvalidRequestError(f"no open connection with id {conn_id}")
             out.append(conn)
         return out
 
@@ -535,7 +571,7 @@ class SimulatorServer:
     def delay(self, conn_ids: Iterable[int] | None, seconds: float) -> int:
         """Hold back every frame of these connections by ``seconds`` (0 ends it)."""
         if seconds < 0:
-            raise ValueError(f"delay must be >= 0 seconds, got {seconds!r}")
+            raise InvalidRequestError(f"delay must be >= 0 seconds, got {seconds!r}")
         targets = self._targets(conn_ids)
         for conn in targets:
             conn.delay = seconds
@@ -545,7 +581,7 @@ class SimulatorServer:
         """Refuse new connections: ``close`` stops listening (clients get "connection
         refused"), ``503`` answers the upgrade with HTTP 503. Open connections stay."""
         if mode not in ("close", "503"):
-            raise ValueError(f"mode must be 'close' or '503', not {mode!r}")
+            raise InvalidRequestError(f"mode must be 'close' or '503', not {mode!r}")
         if self._reopen_task is not None:
             self._reopen_task.cancel()
             self._reopen_task = None
@@ -586,6 +622,8 @@ class SimulatorServer:
     def flood(self, rate_hz: float | None) -> None:
         """Replace the ticks with a flood: as fast as each connection takes them (or at
         ``rate_hz`` per subscription), frames with distinct timestamps (see flood.py)."""
+        if self.replay is not None:
+            raise InvalidRequestError("a replaying simulator serves its recording: no flood mode")
         settings = self.settings
         flood = Flood(
             self.encoder,
@@ -614,3 +652,11 @@ class SimulatorServer:
     def _start_flood(self, conn: SimConnection, shape: Shape) -> None:
         assert self._flood is not None
         conn.flood_tasks[shape.subscription_id] = self._flood.start(conn, shape)
+
+
+def _cannot_listen(host: str, port: int, what: str, exc: OSError) -> OSError:
+    """A bind failure in one line that names the address and the port's role (asyncio's
+    own message repeats the address as a tuple; a resolver error names neither)."""
+    errno = exc.errno if isinstance(exc.errno, int) else None
+    reason = os.strerror(errno) if errno is not None and errno > 0 else exc.strerror or str(exc)
+    return OSError(errno, f"cannot listen on {host}:{port} ({what} port): {reason}")

@@ -12,17 +12,20 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from ..errors import InvalidRequestError, SimulatorError
 from ..protocol import Signer
 from .connection import ConnectionInfo
 from .faults import GarbageKind
 from .flood import FloodStamp
 from .market import Catalogue, MarketModel, seed_to_int
+from .replay import Replay, ReplayService, load_replay
 from .server import (
     RefuseMode,
     RequestRecord,
@@ -71,6 +74,15 @@ class Simulator:
         flood_stamp: timestamps of a flood at a rate: ``"schedule"`` (the ticks' nominal
             times, exactly 1 / rate apart) or ``"send"`` (the wall-clock time at which
             each frame is written: for latency measurements).
+        replay: serve a recording (a path, see :mod:`pylazer_sync.recording`, or a loaded
+            :class:`~pylazer_sync.simulator.replay.Replay` to share between simulators)
+            instead of the market model: a subscription that asks for what was recorded
+            receives the recorded frames under its own id, envelopes byte for byte; any
+            other gets a ``subscriptionError`` saying what the recording holds (see
+            ``replay.py``). The REST endpoints still serve the market model.
+        replay_speed: how much faster than recorded to play (1: original pacing);
+            ``None``: as fast as each connection takes the frames.
+        replay_loop: play the recording again from its start when it ends, for ever.
     """
 
     def __init__(
@@ -91,7 +103,14 @@ class Simulator:
         flood_ring: int = 200_000,
         flood_max_lead: int | None = 20_000,
         flood_stamp: FloodStamp = "schedule",
+        replay: str | os.PathLike[str] | Replay | None = None,
+        replay_speed: float | None = 1.0,
+        replay_loop: bool = False,
     ) -> None:
+        if replay is not None and flood:
+            raise InvalidRequestError("a replaying simulator serves its recording: no flood mode")
+        if replay_speed is not None and not replay_speed > 0:
+            raise InvalidRequestError(f"replay_speed must be > 0 or None, got {replay_speed!r}")
         self._settings = ServerSettings(
             host=host,
             port=port,
@@ -108,6 +127,10 @@ class Simulator:
             flood_stamp=flood_stamp,
         )
         self.seed = seed
+        self.replay = None if replay is None else load_replay(replay)
+        """The recording served (``None``: the market model's ticks)."""
+        self.replay_speed = replay_speed
+        self.replay_loop = replay_loop
         self.catalogue = catalogue if catalogue is not None else Catalogue.default()
         self.market = MarketModel(self.catalogue, seed)
         self.signer = Signer.from_seed(seed)
@@ -183,7 +206,12 @@ class Simulator:
         return self._keys.le_ecdsa_public_key
 
     def trusted_signers(self) -> dict[str, str]:
-        """The signer identities by format, as hex strings (what a client should trust)."""
+        """The signer identities by format, as hex strings (what a client should trust).
+
+        When replaying, the recorded signers, of the formats the recording holds.
+        """
+        if self.replay is not None:
+            return self.replay.signers()
         return {
             "solana": self.solana_public_key.hex(),
             "evm": self.evm_address,
@@ -203,7 +231,7 @@ class Simulator:
         Raises ``OSError`` if the port cannot be bound, ``RuntimeError`` if already running.
         """
         if self.running:
-            raise RuntimeError("the simulator is already running")
+            raise SimulatorError("the simulator is already running")
         ready = threading.Event()
         failure: list[BaseException] = []
         settings = self._replace_ports()
@@ -246,6 +274,9 @@ class Simulator:
             seed=seed_to_int(self.seed),
             requests=self._requests,
             conn_ids=self._conn_ids,
+            replay=None
+            if self.replay is None
+            else ReplayService(self.replay, self.catalogue, self.replay_speed, self.replay_loop),
         )
         await server.start()
         self._server = server
@@ -269,7 +300,7 @@ class Simulator:
                 loop.call_soon_threadsafe(stop_event.set)
         thread.join(timeout)
         if thread.is_alive():
-            raise RuntimeError(f"the simulator thread did not stop within {timeout} s")
+            raise SimulatorError(f"the simulator thread did not stop within {timeout} s")
         self._thread = self._loop = self._server = self._stop_event = None
 
     def restart(self) -> None:
@@ -295,9 +326,9 @@ class Simulator:
     def _loop_and_server(self) -> tuple[asyncio.AbstractEventLoop, SimulatorServer]:
         loop, server = self._loop, self._server
         if loop is None or server is None or not self.running:
-            raise RuntimeError("the simulator is not running")
+            raise SimulatorError("the simulator is not running")
         if threading.current_thread() is self._thread:
-            raise RuntimeError("Simulator methods block: call them from another thread")
+            raise SimulatorError("Simulator methods block: call them from another thread")
         return loop, server
 
     def _call(self, fn: Callable[[SimulatorServer], _T]) -> _T:
