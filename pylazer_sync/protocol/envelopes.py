@@ -17,6 +17,7 @@ from typing import Final, TypeAlias
 from ..errors import InvalidRequestError, ProtocolError, SignatureError
 from . import crypto
 from .payload import Payload, decode_payload, payload_from_json_obj, payload_to_json_obj
+from .typed_json import fast_payload
 
 EVM_MAGIC: Final = 2593727018
 SOLANA_MAGIC: Final = 2182742457
@@ -203,11 +204,8 @@ class JsonMessage:
 
     def decode_payload(self) -> Payload:
         """Parse the JSON object into a :class:`Payload` (``channel_id`` is ``None``)."""
-        try:
-            obj = json.loads(self.data)
-        except (ValueError, RecursionError) as exc:
-            raise ProtocolError(f"JSON envelope is not valid JSON: {exc}") from None
-        return payload_from_json_obj(obj)
+        # msgspec for shapes decoded before, else the general decoder (typed_json.py).
+        return fast_payload(self.data, _payload_from_json_text)
 
     @classmethod
     def from_payload(cls, payload: Payload) -> JsonMessage:
@@ -217,6 +215,14 @@ class JsonMessage:
     def encode(self) -> bytes:
         """The envelope's bytes: magic, then the JSON to the end."""
         return _U32_LE.pack(JSON_MAGIC) + self.data
+
+
+def _payload_from_json_text(data: bytes) -> Payload:
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"JSON envelope is not valid JSON: {exc}") from None
+    return payload_from_json_obj(obj)
 
 
 Envelope: TypeAlias = EvmMessage | SolanaMessage | LeEcdsaMessage | LeUnsignedMessage | JsonMessage
@@ -263,7 +269,8 @@ def decode_message(data: bytes) -> Envelope:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         # bytes(data) would take a str as an error and an int as a size to allocate.
         raise ProtocolError(f"envelope: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     n = len(data)
     if n < 4:
         raise ProtocolError(f"envelope too short: {n} bytes, the format magic needs 4")
@@ -272,20 +279,23 @@ def decode_message(data: bytes) -> Envelope:
         if n < 102:
             raise ProtocolError(f"Solana envelope truncated: {n} bytes, the header needs 102")
         (length,) = _U16_LE.unpack_from(data, 100)
-        return SolanaMessage(data[4:68], data[68:100], _take_payload(data, 102, length, "Solana"))
+        # The common case inline; _take_payload words what is wrong otherwise.
+        payload = data[102:] if 102 + length == n else _take_payload(data, 102, length, "Solana")
+        return SolanaMessage(data[4:68], data[68:100], payload)
     if magic in (EVM_MAGIC, LE_ECDSA_MAGIC):
         name = "EVM" if magic == EVM_MAGIC else "LeEcdsa"
         if n < 71:
             raise ProtocolError(f"{name} envelope truncated: {n} bytes, the header needs 71")
         (length,) = (_U16_BE if magic == EVM_MAGIC else _U16_LE).unpack_from(data, 69)
-        payload = _take_payload(data, 71, length, name)
+        payload = data[71:] if 71 + length == n else _take_payload(data, 71, length, name)
         cls = EvmMessage if magic == EVM_MAGIC else LeEcdsaMessage
         return cls(data[4:68], data[68], payload)
     if magic == LE_UNSIGNED_MAGIC:
         if n < 6:
             raise ProtocolError(f"LeUnsigned envelope truncated: {n} bytes, the header needs 6")
         (length,) = _U16_LE.unpack_from(data, 4)
-        return LeUnsignedMessage(_take_payload(data, 6, length, "LeUnsigned"))
+        payload = data[6:] if 6 + length == n else _take_payload(data, 6, length, "LeUnsigned")
+        return LeUnsignedMessage(payload)
     if magic == JSON_MAGIC:
         return JsonMessage(data[4:])
     raise ProtocolError(

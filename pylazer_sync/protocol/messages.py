@@ -36,6 +36,17 @@ from .payload import (
     payload_from_json_obj,
     payload_to_json_obj,
 )
+from .typed_json import (
+    PLANS,
+    UNKNOWN,
+    Embedded,
+    Plan,
+    StreamUpdated,
+    build_payload,
+    decode_by_shape,
+    plan_shape,
+    same_payload,
+)
 from .types import U32_MAX, U64_MAX, JsonBinaryEncoding
 
 BINARY_UPDATE_MAGIC: Final = 461928307
@@ -298,6 +309,10 @@ def _embedded_envelope(value: Any, field_name: str) -> bytes:
     encoding, data = value.get("encoding"), value.get("data")
     if type(data) is not str:
         raise ProtocolError(f"{field_name}.data: expected a string, got {data!r:.40}")
+    return _envelope_bytes(encoding, data, field_name)
+
+
+def _envelope_bytes(encoding: Any, data: str, field_name: str) -> bytes:
     try:
         if encoding == "base64":
             return base64.b64decode(data, validate=True)
@@ -397,7 +412,79 @@ def parse_server_message(text: str | bytes) -> ServerMessage:
 
     Unknown ``type`` values give :class:`UnknownMessage`; anything malformed raises
     :class:`ProtocolError` saying what was wrong.
+
+    A ``streamUpdated`` frame of a shape decoded before is decoded with msgspec
+    (``typed_json.py``); everything else, and every error, goes through
+    :func:`parse_server_message_general`. Both give the same result.
     """
+    if type(text) is bytes:
+        frame = text
+    elif type(text) is str and text.isascii():
+        frame = text.encode()
+    else:
+        return parse_server_message_general(text)
+    found = decode_by_shape(frame)
+    if found is None:
+        return parse_server_message_general(text)
+    # A streamUpdated frame that msgspec decoded: trusted only for a shape that the
+    # general path decoded before (typed_json.py says why).
+    message, shape, plan = found
+    if type(plan) is tuple:
+        update = _update_from_typed(message, plan)
+        if update is not None:
+            return update
+    PLANS.missed()
+    result = parse_server_message_general(text)
+    if plan is UNKNOWN and type(result) is StreamUpdate:
+        learned = plan_shape(frame, shape, result.parsed)
+        if learned is not None:  # check it by decoding this very frame with it
+            update = _update_from_typed(message, learned)
+            if update is None or update != result or not same_payload(update.parsed, result.parsed):
+                learned = None
+        PLANS.remember(shape, learned)
+    return result
+
+
+def _update_from_typed(message: StreamUpdated, plan: Plan) -> StreamUpdate | None:
+    """The update a typed message of a planned shape holds, or ``None`` if anything is off
+    (the general path then decides, and words the error if there is one)."""
+    sub_id = message.subscription_id
+    if type(sub_id) is not int or not 0 <= sub_id <= U64_MAX:
+        try:
+            sub_id = _int(sub_id, "subscriptionId")
+        except ProtocolError:
+            return None
+    parsed: Payload | None = None
+    if message.parsed is not None:
+        parsed = build_payload(message.parsed, plan)
+        if parsed is None:
+            return None
+    elif plan:
+        return None
+    if (
+        message.evm is None
+        and message.solana is None
+        and message.le_ecdsa is None
+        and message.le_unsigned is None
+    ):
+        return StreamUpdate(sub_id, parsed)
+    try:
+        envelopes: dict[str, Any] = {}
+        for wire_name, attr, cls in _ENVELOPE_FIELDS:
+            value: Embedded | None = getattr(message, attr)
+            if value is not None:
+                envelope = decode_message(_envelope_bytes(value.encoding, value.data, wire_name))
+                if not isinstance(envelope, cls):
+                    return None
+                envelopes[attr] = envelope
+        return StreamUpdate(sub_id, parsed, **envelopes)
+    except ProtocolError:
+        return None
+
+
+def parse_server_message_general(text: str | bytes) -> ServerMessage:
+    """:func:`parse_server_message` with ``json.loads`` and dicts, for any input: the
+    reference for the typed fast path, and what words every error."""
     try:
         obj = _loads(text)
     except (ValueError, RecursionError, TypeError) as exc:
@@ -452,18 +539,27 @@ def stream_update_from_envelopes(
     parsed: Payload | None = None
     by_attr: dict[str, Any] = {}
     for m in messages:
-        if isinstance(m, JsonMessage):
+        attr = _ATTR_BY_TYPE.get(type(m))
+        if attr is None:  # a subclass, or not an envelope: as the isinstance chain did
+            attr = next(
+                (a for cls, a in _ATTR_BY_TYPE.items() if isinstance(m, cls)), "le_unsigned"
+            )
+        if attr == "parsed":
             if parsed is None:
                 parsed = m.decode_payload()
-        elif isinstance(m, EvmMessage):
-            by_attr.setdefault("evm", m)
-        elif isinstance(m, SolanaMessage):
-            by_attr.setdefault("solana", m)
-        elif isinstance(m, LeEcdsaMessage):
-            by_attr.setdefault("le_ecdsa", m)
-        else:
-            by_attr.setdefault("le_unsigned", m)
+        elif attr not in by_attr:
+            by_attr[attr] = m
     return StreamUpdate(subscription_id, parsed, messages=tuple(messages), **by_attr)
+
+
+# The first envelope of each type fills its attribute; JSON envelopes give ``parsed``.
+_ATTR_BY_TYPE: Final[dict[type, str]] = {
+    JsonMessage: "parsed",
+    EvmMessage: "evm",
+    SolanaMessage: "solana",
+    LeEcdsaMessage: "le_ecdsa",
+    LeUnsignedMessage: "le_unsigned",
+}
 
 
 def decode_frame(frame: str | bytes, is_text: bool | None = None) -> ServerMessage:
@@ -476,7 +572,9 @@ def decode_frame(frame: str | bytes, is_text: bool | None = None) -> ServerMessa
     if is_text:
         message = parse_server_message(frame)
         if type(message) is StreamUpdate:
-            message.frame = frame.encode() if isinstance(frame, str) else bytes(frame)
+            if type(frame) is not bytes:
+                frame = frame.encode() if isinstance(frame, str) else bytes(frame)
+            message.frame = frame
             message.frame_is_text = True
         return message
     if isinstance(frame, str):

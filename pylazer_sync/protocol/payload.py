@@ -14,6 +14,16 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 from ..errors import InvalidRequestError, ProtocolError
+from .layouts import (
+    FLAG_I64,
+    FLAG_U64,
+    I16,
+    I64_NULLABLE,
+    KIND_BY_PROPERTY,
+    U16,
+    LayoutCache,
+    signature_of,
+)
 from .types import (
     CHANNEL_BY_ID,
     I16_MAX,
@@ -111,7 +121,7 @@ assert [f.name for f in fields(FeedUpdate)] == [
 ], "FeedUpdate's fields must be feed_id, the properties in id order, then properties"
 _NO_VALUES: Final[tuple[None, ...]] = (None,) * len(Property)
 # The same class, typed loosely: mypy cannot check a call with a list spread in the middle.
-_new_feed: Final[Callable[..., FeedUpdate]] = FeedUpdate
+new_feed: Final[Callable[..., FeedUpdate]] = FeedUpdate
 
 _PRICE_LIKE_ORDER: Final = tuple(
     PROPERTY_ATTRS[p] for p in Property if PROPERTY_ATTRS[p] in PRICE_LIKE_ATTRS
@@ -179,30 +189,11 @@ class Payload:
 # Binary payload
 # ---------------------------------------------------------------------------------
 
-# Kinds of binary property values (PROTOCOL.md's "binary value" column).
-_I64_NULLABLE, _U16, _I16, _FLAG_I64, _FLAG_U64, _SESSION = range(6)
-
-_KIND_BY_PROPERTY: Final[dict[Property, int]] = {
-    Property.PRICE: _I64_NULLABLE,
-    Property.BEST_BID_PRICE: _I64_NULLABLE,
-    Property.BEST_ASK_PRICE: _I64_NULLABLE,
-    Property.PUBLISHER_COUNT: _U16,
-    Property.EXPONENT: _I16,
-    Property.CONFIDENCE: _I64_NULLABLE,
-    Property.FUNDING_RATE: _FLAG_I64,
-    Property.FUNDING_TIMESTAMP: _FLAG_U64,
-    Property.FUNDING_RATE_INTERVAL: _FLAG_U64,
-    Property.MARKET_SESSION: _SESSION,
-    Property.EMA_PRICE: _I64_NULLABLE,
-    Property.EMA_CONFIDENCE: _I64_NULLABLE,
-    Property.FEED_UPDATE_TIMESTAMP: _FLAG_U64,
-}
-
 
 class _Codec:
     """Precompiled structs for one byte order (built once; the decoder runs per update)."""
 
-    __slots__ = ("feed_head", "head", "i16", "i64", "prefix", "u16", "u64")
+    __slots__ = ("feed_head", "head", "i16", "i64", "layouts", "prefix", "u16", "u64")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -212,6 +203,7 @@ class _Codec:
         self.u64 = struct.Struct(prefix + "Q")
         self.u16 = struct.Struct(prefix + "H")
         self.i16 = struct.Struct(prefix + "h")
+        self.layouts = LayoutCache(prefix, new_feed)
 
 
 _CODECS: Final[dict[str, _Codec]] = {"little": _Codec("<"), "big": _Codec(">")}
@@ -227,7 +219,69 @@ def _codec(byte_order: str) -> _Codec:
 
 
 def decode_payload(data: bytes, byte_order: ByteOrder) -> Payload:
-    """Decode the binary payload of an envelope (PROTOCOL.md, "Payload")."""
+    """Decode the binary payload of an envelope (PROTOCOL.md, "Payload").
+
+    Feeds whose layout was seen before are read with one precompiled ``struct`` each
+    (``layouts.py``); anything else, including every malformed payload, goes through
+    :func:`walk_payload`, whose feeds then teach their layouts for the next time.
+    """
+    c = _codec(byte_order)
+    if type(data) is bytes:
+        payload = read_by_layouts(c, data)
+        if payload is not None:
+            return payload
+    payload = walk_payload(data, byte_order)
+    learn_layouts(c, payload)
+    return payload
+
+
+def read_by_layouts(c: _Codec, data: bytes) -> Payload | None:
+    """The payload, if every feed has a compiled layout and the bytes end with the last one;
+    else ``None`` (nothing is raised here: the walker words the errors)."""
+    try:
+        magic, timestamp, channel_id, feed_count = c.head.unpack_from(data, 0)
+    except struct.error:
+        return None
+    if magic != PAYLOAD_MAGIC:
+        return None
+    hints = c.layouts.hints
+    feeds: list[FeedUpdate] = []
+    off = 14
+    for _ in range(feed_count):
+        candidates = hints.get(data[off + 4 : off + 6])
+        if candidates is None:
+            return None
+        for read, size in candidates:
+            try:
+                feed = read(data, off)
+            except struct.error:  # the data ends inside this layout
+                continue
+            if feed is not None:
+                feeds.append(feed)
+                off += size
+                break
+        else:
+            return None
+    if off != len(data):
+        return None
+    return Payload(timestamp, feeds, channel_id)
+
+
+def learn_layouts(c: _Codec, payload: Payload) -> None:
+    """Compile the layouts of a walked payload's feeds (each at most once)."""
+    for feed in payload.feeds:
+        signature = signature_of(feed)
+        if signature is not None:
+            c.layouts.learn(signature)
+
+
+def walk_payload(data: bytes, byte_order: ByteOrder) -> Payload:
+    """Decode a binary payload value by value: the general decoder, for any input.
+
+    It reads whatever the bytes hold and words every error with its offset.
+    :func:`decode_payload` goes through it for payloads whose feed layouts are not
+    compiled yet, and for every payload that is malformed.
+    """
     c = _codec(byte_order)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"payload: expected bytes, got {type(data).__name__}")
@@ -265,27 +319,27 @@ def decode_payload(data: bytes, byte_order: ByteOrder) -> Payload:
                     "the rest of this payload cannot be decoded"
                 )
             off += 1
-            kind = _KIND_BY_PROPERTY[prop]
+            kind = KIND_BY_PROPERTY[prop]
             try:
-                if kind == _I64_NULLABLE:
+                if kind == I64_NULLABLE:
                     (v,) = i64(data, off)
                     off += 8
                     value: Any = v or None
-                elif kind in (_FLAG_I64, _FLAG_U64):
+                elif kind in (FLAG_I64, FLAG_U64):
                     flag = data[off]
                     off += 1
                     if flag:
-                        (value,) = (i64 if kind == _FLAG_I64 else u64)(data, off)
+                        (value,) = (i64 if kind == FLAG_I64 else u64)(data, off)
                         off += 8
                     else:
                         value = None
-                elif kind == _U16:
+                elif kind == U16:
                     (value,) = u16(data, off)
                     off += 2
-                elif kind == _I16:
+                elif kind == I16:
                     (value,) = i16(data, off)
                     off += 2
-                else:  # _SESSION
+                else:  # SESSION
                     (code,) = i16(data, off)
                     off += 2
                     session = MARKET_SESSION_BY_CODE.get(code)
@@ -297,7 +351,7 @@ def decode_payload(data: bytes, byte_order: ByteOrder) -> Payload:
                 ) from None
             values[PROPERTY_IDS[prop]] = value
             props.append(prop)
-        feeds.append(_new_feed(feed_id, *values, tuple(props)))
+        feeds.append(new_feed(feed_id, *values, tuple(props)))
     if off != n:
         raise ProtocolError(f"payload has {n - off} unexpected trailing bytes at offset {off}")
     return Payload(timestamp_us=timestamp, feeds=feeds, channel_id=channel_id)
@@ -332,28 +386,28 @@ def encode_payload(payload: Payload, byte_order: ByteOrder) -> bytes:
         for prop in props:
             attr = PROPERTY_ATTRS[prop]
             value = getattr(feed, attr)
-            kind = _KIND_BY_PROPERTY[prop]
+            kind = KIND_BY_PROPERTY[prop]
             out.append(bytes((PROPERTY_IDS[prop],)))
-            if kind == _I64_NULLABLE:
+            if kind == I64_NULLABLE:
                 out.append(
                     c.i64.pack(0 if value is None else _check_range(value, I64_MIN, I64_MAX, attr))
                 )
-            elif kind in (_FLAG_I64, _FLAG_U64):
+            elif kind in (FLAG_I64, FLAG_U64):
                 if value is None:
                     out.append(b"\x00")
                 else:
-                    lo, hi = (I64_MIN, I64_MAX) if kind == _FLAG_I64 else (0, U64_MAX)
+                    lo, hi = (I64_MIN, I64_MAX) if kind == FLAG_I64 else (0, U64_MAX)
                     out.append(b"\x01")
                     out.append(
-                        (c.i64 if kind == _FLAG_I64 else c.u64).pack(
+                        (c.i64 if kind == FLAG_I64 else c.u64).pack(
                             _check_range(value, lo, hi, attr)
                         )
                     )
-            elif kind == _U16:
+            elif kind == U16:
                 out.append(
                     c.u16.pack(_check_range(0 if value is None else value, 0, U16_MAX, attr))
                 )
-            elif kind == _I16:
+            elif kind == I16:
                 out.append(
                     c.i16.pack(_check_range(0 if value is None else value, I16_MIN, I16_MAX, attr))
                 )
@@ -440,12 +494,12 @@ _JSON_INT_PROPS: Final[dict[str, tuple[int, int, int, Property]]] = {
     p.value: (
         PROPERTY_IDS[p],
         *{
-            _I64_NULLABLE: (I64_MIN, I64_MAX),
-            _FLAG_I64: (I64_MIN, I64_MAX),
-            _FLAG_U64: (0, U64_MAX),
-            _U16: (0, U16_MAX),
-            _I16: (I16_MIN, I16_MAX),
-        }[_KIND_BY_PROPERTY[p]],
+            I64_NULLABLE: (I64_MIN, I64_MAX),
+            FLAG_I64: (I64_MIN, I64_MAX),
+            FLAG_U64: (0, U64_MAX),
+            U16: (0, U16_MAX),
+            I16: (I16_MIN, I16_MAX),
+        }[KIND_BY_PROPERTY[p]],
         p,
     )
     for p in Property
@@ -505,7 +559,7 @@ def _feed_from_json(obj: Any) -> FeedUpdate:
         raise BadValue(f".{key}: {exc}") from None
     if feed_id is None:
         raise BadValue(": missing priceFeedId")
-    return _new_feed(feed_id, *values, tuple(props))
+    return new_feed(feed_id, *values, tuple(props))
 
 
 def feed_from_json_obj(obj: Any, where: str = "priceFeeds[]") -> FeedUpdate:
