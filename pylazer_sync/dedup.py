@@ -2,8 +2,9 @@
 
 Every connection carries the same subscriptions, so each update arrives once per
 connection, byte for byte identical. Deduplicating on the raw bytes before decoding
-means N connections cost N reads but one decode. Seen frames are kept for ``dedup_ttl``
-seconds in a ``cachetools.TTLCache`` bounded by ``dedup_size`` entries.
+means N connections cost N reads but one decode. Seen frames are remembered for
+``dedup_ttl`` seconds and among the last ``dedup_size`` frames (:mod:`.seen`: generations
+of keys whose lifetimes a ``cachetools.TTLCache`` decides).
 
 The server's answers to subscribe/unsubscribe requests are the exception: their bytes
 carry only the subscription id, so a second ``subscribe(7)`` is answered with the very
@@ -15,18 +16,16 @@ answer is delivered exactly once, whatever its age.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
-
-from cachetools import Cache, TTLCache
 
 from .buffer import MessageBuffer
 from .errors import ProtocolError
 from .pipeline import STOP, Inbound
 from .protocol import ServerMessage, StreamUpdate, decode_frame
 from .ratelog import RateLimitedWarning
+from .seen import SeenFrames
 from .snapshot import LatestSnapshot
 from .subscriptions import ANSWER_TYPES, SubscriptionRegistry
 from .worker import Worker
@@ -77,7 +76,7 @@ class Deduplicator(Worker):
         # 64-bit hash: cheaper to look up than the frames themselves (no byte comparison
         # on a hit) and ~25 MB less held for a full cache. Two different frames share a
         # key with odds of about size / 2**64 per frame (~5e-15 at the default size).
-        self._seen: TTLCache[int, bool] = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
+        self._seen = SeenFrames(ttl, size)
         self._snapshot = snapshot
         self._subscriptions = subscriptions
         self._queue_updates = queue_updates
@@ -92,27 +91,33 @@ class Deduplicator(Worker):
 
     @property
     def cache_size(self) -> int:
-        """Frames currently remembered (expired ones until the dedup thread's next insert).
-
-        Read from other threads (``stats()``): ``len()`` of a TTLCache expires entries,
-        which would change the cache under the dedup thread's feet (cachetools 8), so
-        this reads the plain count without expiring anything.
-        """
-        return Cache.__len__(self._seen)
+        """Frames currently remembered (read from other threads by ``stats()``: a dict's
+        size, which reading never changes)."""
+        return len(self._seen)
 
     def _run(self) -> None:
         get = self._inbound.get
+        seen = self._seen.seen
+        tick = self._seen.tick
         queue_updates = self._queue_updates
         while True:
             item = get()
             if item is STOP:
                 return
+            tick()
             connection, epoch, frames = item
             batch: list[Message] = []
             updates: list[StreamUpdate] = []
+            duplicates = 0
+            # The per-frame path, spelled out in the loop (a call per frame cost more
+            # than the lookup): a duplicate pays its hash and one cache lookup.
             for is_text, data in frames:
+                key = hash(data)
+                if seen(key):
+                    duplicates += 1
+                    continue
                 try:
-                    message = self._handle(connection, epoch, is_text, data)
+                    message = self._unique(connection, epoch, is_text, data, key)
                 except Exception:  # a bug here must not end the stream
                     logger.exception("dedup: unexpected error handling a frame")
                     continue
@@ -123,6 +128,8 @@ class Deduplicator(Worker):
                     if not queue_updates:
                         continue
                 batch.append(message)
+            self.frames += len(frames)
+            self.duplicates += duplicates
             # The snapshot first: it stays fresh even while the buffer waits for a reader.
             if updates:
                 self._snapshot.update_many(updates)
@@ -130,18 +137,16 @@ class Deduplicator(Worker):
             if batch:
                 self.delivered += self._output.put_many(batch)
 
-    def _handle(self, connection: int, epoch: int, is_text: bool, data: bytes) -> Message | None:
-        """The message a frame carries, decoded once, or None if it is a duplicate."""
-        self.frames += 1
+    def _unique(
+        self, connection: int, epoch: int, is_text: bool, data: bytes, key: int
+    ) -> Message | None:
+        """The message of a frame not seen before, decoded once (None: a copy of an
+        answer already delivered). A unique frame pays one insert."""
         seen = self._seen
-        key = hash(data)
-        if key in seen:
-            self.duplicates += 1
-            return None
         try:
             message = decode_frame(data, is_text)
         except ProtocolError as exc:
-            seen[key] = True
+            seen.add(key)
             self.unique += 1
             return self._undecodable(connection, is_text, data, str(exc))
         if type(message) in ANSWER_TYPES:
@@ -149,14 +154,14 @@ class Deduplicator(Worker):
             deliver = self._subscriptions.answer(connection, epoch, message)  # type: ignore[arg-type]
             if deliver is None:  # no request of ours explains it: dedup it by its bytes
                 key = hash((_UNMATCHED, data))
-                deliver = key not in seen
+                deliver = not seen.seen(key)
                 if deliver:
-                    seen[key] = True
+                    seen.add(key)
             if not deliver:
                 self.duplicates += 1
                 return None
         else:
-            seen[key] = True
+            seen.add(key)
         self.unique += 1
         return message
 
