@@ -1,10 +1,12 @@
 """End-to-end throughput: one flooding simulator, each reader in a process of its own.
 
 For each delivery format and number of connections, in this order and against the same
-simulator process (hence the same ring of frames): the raw frame parser (the source
-check), the bare websocket-client readers (the ceilings), ``LazerClient`` with
-``recv_many`` and ``recv``, and the TypeScript SDK. Bare readers report frames/s per
-connection; the clients report unique updates/s delivered.
+simulator process (hence the same ring of frames): the source alone (a reader that only
+counts bytes) and the raw frame parser (source checks: nothing measured may come near
+them), the bare websocket-client readers, the minimal pipeline (the ceiling of this
+design in Python), ``LazerClient`` with ``recv_many`` and ``recv``, and the TypeScript
+SDK. Bare readers report frames/s per connection; the pipelines report unique updates/s
+delivered, and CPU seconds per 100,000 of them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from common import BenchError, SimProcess, python_worker
 from ts_sdk import TsSdk
 
 BARE_KINDS = ("bare", "buffered", "transport")
+SOURCE_KINDS = ("bytes", "raw")
 # The client's own transport is a diagnostic: at 1 and 4 connections only (time budget).
 TRANSPORT_CONNS = (1, 4)
-CLIENT_KINDS = ("recv_many", "recv")
+CLIENT_KINDS = ("minimal", "recv_many", "recv")
 LABELS = {
+    "bytes": "source alone: bytes counted",
     "raw": "raw frame parser (source check)",
+    "minimal": "minimal pipeline (ceiling)",
     "bare": "bare websocket-client recv()",
     "buffered": "bare + buffered socket",
     "transport": "bare + pylazer_sync.transport",
@@ -46,7 +51,7 @@ class Settings:
     raw_seconds: float = 1.5
     ts_conns: tuple[int, ...] = (1, 4)
     ts_warmup: float = TS_WARMUP
-    ring: int = 200_000
+    ring: int = 300_000  # distinct updates per connection, as issue 11 measured
     bare_repeats: int = 2
 
 
@@ -116,7 +121,7 @@ def run(settings: Settings, ts: TsSdk | None, log: Log) -> dict[str, Any]:
                 if conns not in TRANSPORT_CONNS:
                     kinds.remove("transport")
                 if conns in settings.raw_conns:
-                    kinds.insert(0, "raw")
+                    kinds[:0] = SOURCE_KINDS
                 for kind in kinds:
                     row = _python_row(sim, kind, delivery, conns, settings)
                     rows.append(row)
@@ -160,9 +165,13 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for delivery, conns in keys:
         bare = find(rows, "bare", delivery, conns).get("frames_per_conn_mean")
         buffered = find(rows, "buffered", delivery, conns).get("frames_per_conn_mean")
-        many = find(rows, "recv_many", delivery, conns).get("unique_per_s")
+        source = find(rows, "bytes", delivery, conns).get("frames_per_conn_mean")
+        minimal = find(rows, "minimal", delivery, conns).get("unique_per_s")
+        many_row = find(rows, "recv_many", delivery, conns)
+        many = many_row.get("unique_per_s")
         one = find(rows, "recv", delivery, conns).get("unique_per_s")
-        ts = find(rows, "ts_sdk", delivery, conns).get("unique_per_s")
+        ts_row = find(rows, "ts_sdk", delivery, conns)
+        ts = ts_row.get("unique_per_s")
         best = max((v for v in (many, one) if v is not None), default=None)
 
         def ratio(a: float | None, b: float | None) -> float | None:
@@ -172,6 +181,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "delivery": delivery,
                 "conns": conns,
+                "source_per_conn": source,
+                "minimal": minimal,
                 "bare_per_conn": bare,
                 "buffered_per_conn": buffered,
                 "ours_recv_many": many,
@@ -181,6 +192,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "ratio_recv_vs_bare": ratio(one, bare),
                 "ratio_recv_many_vs_buffered": ratio(many, buffered),
                 "ratio_ours_vs_ts": ratio(best, ts),
+                "ratio_ours_vs_minimal": ratio(best, minimal),
+                "cpu_per_100k_ours": many_row.get("cpu_s_per_100k"),
+                "cpu_per_100k_ts": ts_row.get("cpu_s_per_100k"),
             }
         )
     return out

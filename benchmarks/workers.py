@@ -2,9 +2,16 @@
 
 Kinds:
 
+* ``bytes``: the source alone: websocket-client's handshake, then a loop that only
+  counts the bytes the socket gives (frames/s = bytes/s over the mean frame size of the
+  first read): what the flood delivers when nothing is done with it.
 * ``raw``: websocket-client's handshake, then a minimal frame parser over the raw
   socket (no websocket-client frame parsing at all): only checks that the simulator's
   flood is far faster than anything measured against it.
+* ``minimal``: a throwaway pipeline of the client's shape, the ceiling of what Python
+  does here: one thread per connection doing 256 KiB reads and splitting frames with a
+  tight loop, batches into a bounded ``queue.Queue``, one dedup thread with a plain
+  ``dict`` (no TTL, no size bound) and ``json.loads`` (binary: the header only).
 * ``bare``: the ceiling the issue names: ``websocket-client`` with its default
   ``ws.recv()``, ``skip_utf8_validation=True``, one thread per connection, counting
   frames (no dedup, no decoding).
@@ -111,6 +118,14 @@ def _reader_loop(kind: str, ws: websocket.WebSocket, counts: list[int], i: int) 
     """Read frames forever, publishing the count every 256 frames."""
     c = 0
     sock: Any = ws.sock
+    if kind == "bytes":  # counts bytes, not frames (see run_source)
+        recv = sock.recv
+        while True:
+            data = recv(_READ_SIZE)
+            if not data:
+                return
+            c += len(data)
+            counts[i] = c
     if kind == "raw":
         rest = b""
         while True:
@@ -171,6 +186,117 @@ def run_bare(args: argparse.Namespace) -> dict[str, Any]:
         "frames_per_conn_mean": sum(per_conn) / args.conns,
         "cpu_s": p1 - p0,
         "cpu_s_per_100k_frames": (p1 - p0) / frames * 1e5 if frames else None,
+        "errors": errors,
+    }
+
+
+def run_source(args: argparse.Namespace) -> dict[str, Any]:
+    """The source alone (``bytes``): bytes/s per connection, and frames/s at the mean
+    frame size of one read."""
+    ws = _connect(args.url, args.delivery)
+    sample = ws.sock.recv(_READ_SIZE)
+    n, end = _count_frames(sample, 0)
+    ws.close()
+    result = run_bare(args)
+    mean_frame = end / n if n else 1.0
+    bytes_per_conn = result["frames_per_conn"]
+    frames = [b / mean_frame for b in bytes_per_conn]
+    return {
+        **result,
+        "bytes_per_conn": bytes_per_conn,
+        "mean_frame_bytes": mean_frame,
+        "frames_per_conn": frames,
+        "frames_per_s": sum(frames),
+        "frames_per_conn_mean": sum(frames) / args.conns,
+        "cpu_s_per_100k_frames": None,
+    }
+
+
+def _split_frames(buf: bytes, pos: int, out: list[tuple[bool, bytes]]) -> int:
+    """The minimal pipeline's splitter: whole unmasked frames of up to 64 KiB."""
+    size = len(buf)
+    while pos + 2 <= size:
+        b1 = buf[pos + 1]
+        length = b1 & 0x7F
+        head = 2
+        if length == 126:
+            if pos + 4 > size:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            head = 4
+        end = pos + head + length
+        if end > size:
+            break
+        out.append((buf[pos] & 0x0F == 1, buf[pos + head : end]))
+        pos = end
+    return pos
+
+
+def run_minimal(args: argparse.Namespace) -> dict[str, Any]:
+    """The ceiling pipeline (``minimal``): readers -> queue.Queue -> a dict and json.loads."""
+    import queue
+    import struct
+
+    inbound: queue.Queue[list[tuple[bool, bytes]]] = queue.Queue(maxsize=64 * args.conns)
+    unique = [0]
+    frames_seen = [0]
+    ready = threading.Barrier(args.conns + 1, timeout=20)
+    errors: list[str] = []
+
+    def reader(i: int) -> None:
+        try:
+            ws = _connect(args.url, args.delivery)
+            sock = ws.sock
+            ready.wait()
+            rest = b""
+            put = inbound.put
+            while True:
+                data = sock.recv(_READ_SIZE)
+                if not data:
+                    return
+                buf = rest + data if rest else data
+                batch: list[tuple[bool, bytes]] = []
+                end = _split_frames(buf, 0, batch)
+                rest = buf[end:]
+                for start in range(0, len(batch), 128):
+                    put(batch[start : start + 128])
+        except Exception as exc:
+            errors.append(f"connection {i}: {type(exc).__name__}: {exc}")
+            ready.abort()
+
+    def dedup() -> None:
+        seen: dict[int, bool] = {}
+        loads, header = json.loads, struct.Struct(">Q").unpack_from
+        get = inbound.get
+        while True:
+            batch = get()
+            frames_seen[0] += len(batch)
+            for is_text, data in batch:
+                key = hash(data)
+                if key in seen:
+                    continue
+                seen[key] = True
+                if is_text:
+                    loads(data)
+                else:
+                    header(data, 4)
+                unique[0] += 1
+
+    for i in range(args.conns):
+        threading.Thread(target=reader, args=(i,), daemon=True).start()
+    threading.Thread(target=dedup, daemon=True).start()
+    ready.wait()
+    time.sleep(args.warmup)
+    u0, f0, t0, p0 = unique[0], frames_seen[0], time.monotonic(), time.process_time()
+    time.sleep(args.seconds)
+    u1, f1, t1, p1 = unique[0], frames_seen[0], time.monotonic(), time.process_time()
+    dt, n = t1 - t0, u1 - u0
+    return {
+        "unique_per_s": n / dt,
+        "frames_per_s": (f1 - f0) / dt,
+        "frames_per_unique": (f1 - f0) / n if n else None,
+        "cpu_s": p1 - p0,
+        "cpu_s_per_100k": (p1 - p0) / n * 1e5 if n else None,
         "errors": errors,
     }
 
@@ -352,6 +478,8 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "bytes": run_source,
+    "minimal": run_minimal,
     "raw": run_bare,
     "bare": run_bare,
     "buffered": run_bare,
