@@ -97,7 +97,7 @@ class Deduplicator(Worker):
 
     def _run(self) -> None:
         get = self._inbound.get
-        seen = self._seen.seen
+        seen = self._seen.index  # membership is "seen" (SeenFrames.seen without a call)
         tick = self._seen.tick
         queue_updates = self._queue_updates
         while True:
@@ -113,7 +113,7 @@ class Deduplicator(Worker):
             # than the lookup): a duplicate pays its hash and one cache lookup.
             for is_text, data in frames:
                 key = hash(data)
-                if seen(key):
+                if key in seen:
                     duplicates += 1
                     continue
                 try:

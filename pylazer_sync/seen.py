@@ -50,24 +50,25 @@ class SeenFrames:
             maxsize=size, ttl=ttl, timer=self._timer, getsizeof=len
         )
         self._mirror: deque[tuple[int, list[int]]] = deque()  # what the index holds, oldest first
-        self._index: dict[int, int] = {}  # key -> generation number
+        self.index: dict[int, int] = {}
+        """key -> generation number, of every key remembered now: ``key in index`` is
+        :meth:`seen` without a call (the dedup loop's per-frame test). Read-only outside."""
         self._generation = 0
-        self._oldest = 0  # keys of older generations are forgotten
         self._current: list[int] = []
         self._started = self._timer()
 
     def __len__(self) -> int:
         """Keys remembered now (safe to read from another thread: a dict's size)."""
-        return len(self._index)
+        return len(self.index)
 
     def seen(self, key: int) -> bool:
-        """Whether ``key`` was added and is still remembered."""
-        generation = self._index.get(key)
-        return generation is not None and generation >= self._oldest
+        """Whether ``key`` was added and is still remembered (forgotten generations leave
+        the index in the same step that forgets them)."""
+        return key in self.index
 
     def add(self, key: int) -> None:
         """Remember ``key`` (not :meth:`seen` yet)."""
-        self._index[key] = self._generation
+        self.index[key] = self._generation
         current = self._current
         current.append(key)
         if len(current) >= self._capacity:
@@ -88,10 +89,10 @@ class SeenFrames:
             self._current = []
         self._started = self._timer()
         self._sealed.expire()
-        self._oldest = next(iter(self._sealed), self._generation)
-        index = self._index
+        oldest = next(iter(self._sealed), self._generation)  # older ones are forgotten
+        index = self.index
         mirror = self._mirror
-        while mirror and mirror[0][0] < self._oldest:
+        while mirror and mirror[0][0] < oldest:
             generation, keys = mirror.popleft()
             for key in keys:
                 if index.get(key) == generation:  # not added again since
