@@ -30,11 +30,12 @@ from typing import Any
 
 import latency
 import memory
+import relay
 import throughput
 import ts_sdk
 from common import BENCH_DIR, PYTHON, RESULTS_DIR, ROOT, BenchError
 
-SECTIONS = ("decode", "throughput", "latency", "cost")
+SECTIONS = ("decode", "throughput", "latency", "cost", "relay")
 README = BENCH_DIR / "README.md"
 _START, _END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -53,6 +54,7 @@ def settings_for(quick: bool) -> dict[str, Any]:
             "latency": latency.Settings(),
             "cost": memory.Settings(),
             "decode": {"repeat": 3, "min_time": 0.2},
+            "relay": relay.Settings(),
         }
     return {
         "throughput": throughput.Settings(
@@ -69,6 +71,7 @@ def settings_for(quick: bool) -> dict[str, Any]:
         "latency": latency.Settings(seconds=2.0, warmup=0.5),
         "cost": memory.Settings(seconds=12.0, warmup=6.0, window=3.0),
         "decode": {"repeat": 3, "min_time": 0.05},
+        "relay": relay.QUICK,
     }
 
 
@@ -317,6 +320,7 @@ def tables(results: dict[str, Any]) -> str:
                 f"| {cost['inbound_depth_max']:,} |",
                 "",
             ]
+    lines += _relay_tables(results.get("relay"))
     dec = results.get("decode")
     if dec:
         lines += [
@@ -343,6 +347,53 @@ def tables(results: dict[str, Any]) -> str:
             lines.append(f"| {t['target']} | {value} | {t['op']} {t['bound']:g} | {met} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _relay_tables(rl: dict[str, Any] | None) -> list[str]:
+    """The relay section: Redis memory, throughput into Redis, latency it adds."""
+    if not rl:
+        return []
+    lines = ["### Relay through Redis Streams", ""]
+    mem = rl.get("memory")
+    if isinstance(mem, dict) and "streams" in mem:
+        lines += ["| stream of | frame bytes | Redis MB per million updates |", "|---|---:|---:|"]
+        lines += [
+            f"| {m['shape']} | {m['frame_bytes_mean']:.0f} | {m['mb_per_million']:.0f} |"
+            for m in mem["streams"]
+        ]
+        lines.append("")
+    tp = rl.get("throughput")
+    if isinstance(tp, list):
+        lines += [
+            "| conns | appended into Redis /s | direct client unique/s | a consumer reads /s | dropped |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in tp:
+            if "error" in r:
+                lines.append(f"| {r['conns']} | error: {str(r['error'])[:60]} | | | |")
+                continue
+            lines.append(
+                f"| {r['conns']} | {_f(r.get('appended_per_s'))} "
+                f"| {_f(r.get('direct', {}).get('unique_per_s'))} "
+                f"| {_f(r.get('consumer_read', {}).get('read_per_s'))} | {_f(r.get('dropped'))} |"
+            )
+        lines.append("")
+    lat = rl.get("latency")
+    if isinstance(lat, list):
+        lines += [
+            "| consumers | through the relay p50 / p99 ms | direct client p50 / p99 ms |",
+            "|---:|---:|---:|",
+        ]
+        for r in lat:
+            if "error" in r:
+                lines.append(f"| {r['consumers']} | error: {str(r['error'])[:60]} | |")
+                continue
+            q, d = r["latency_ms"], r["direct"]["latency_ms"]
+            lines.append(
+                f"| {r['consumers']} | {q['p50']:.3f} / {q['p99']:.3f} | {d['p50']:.3f} / {d['p99']:.3f} |"
+            )
+        lines.append("")
+    return lines
 
 
 def update_readme(text: str) -> None:
@@ -447,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["latency"] = latency.run(settings["latency"], ts, log)
             elif section == "cost":
                 results["cost"] = memory.run(settings["cost"], log)
+            elif section == "relay":
+                results["relay"] = relay.run(settings["relay"], log)
         except Exception as exc:  # one broken section must not lose the others' figures
             failed = True
             log(f"  {section} failed: {type(exc).__name__}: {exc}")
@@ -482,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"charts skipped: {exc} (pip install 'pylazer-sync[bench]')")
     # The raw latency samples are for the histogram only: keep the JSON small.
     for row in results.get("latency", []) if isinstance(results.get("latency"), list) else []:
+        row.pop("samples_ms", None)
+    relay_latency = results.get("relay", {}).get("latency")
+    for row in relay_latency if isinstance(relay_latency, list) else []:
         row.pop("samples_ms", None)
     (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     written.insert(0, args.out / "latest.json")
