@@ -45,7 +45,14 @@ from .protocol import (
     decode_message,
     parse_server_message,
 )
-from .rest import RestClient, SymbolInfo
+from .rest import (
+    FeedState,
+    GuardianSetUpgrade,
+    RestClient,
+    ServiceState,
+    SymbolInfo,
+    SymbolList,
+)
 from .snapshot import LatestFeed
 
 __version__ = "0.1.0"
@@ -60,8 +67,10 @@ __all__ = [
     "ConnectError",
     "ConnectionState",
     "DeliveryFormat",
+    "FeedState",
     "FeedUpdate",
     "Format",
+    "GuardianSetUpgrade",
     "InvalidRequestError",
     "JsonBinaryEncoding",
     "LatestFeed",
@@ -82,6 +91,7 @@ __all__ = [
     "RestClient",
     "RestError",
     "ServerError",
+    "ServiceState",
     "SignatureError",
     "SimulatorError",
     "StreamUpdate",
@@ -90,6 +100,7 @@ __all__ = [
     "SubscribedWithIgnoredFeeds",
     "SubscriptionError",
     "SymbolInfo",
+    "SymbolList",
     "UndecodableFrame",
     "UnknownMessage",
     "Unsubscribed",
