@@ -24,6 +24,7 @@ from .errors import (
     SignatureError,
     SimulatorError,
 )
+from .ohlc import history
 from .protocol import (
     Channel,
     DeliveryFormat,
@@ -107,6 +108,7 @@ __all__ = [
     "__version__",
     "decode_binary_update",
     "decode_message",
+    "history",
     "parse_server_message",
     "protocol",
 ]

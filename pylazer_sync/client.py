@@ -536,6 +536,12 @@ class LazerClient:
 
     # -- REST ------------------------------------------------------------------------------
 
+    @property
+    def rest(self) -> RestClient:
+        """The REST client of this client's URLs, token and failover settings (for
+        :func:`pylazer_sync.history` and other REST calls; it needs no started client)."""
+        return self._core.rest
+
     def latest_price(
         self, request: SubscribeRequest | None = None, /, **fields: Any
     ) -> StreamUpdate:

@@ -55,7 +55,7 @@ def connection_options() -> Parser:
         type=argtypes.stream_url,
         metavar="URL",
         help="stream endpoint, repeatable (default: the three production endpoints); "
-        "REST calls go to the first one's host and port",
+        "REST calls go to their hosts and ports, failed over in turn",
     )
     parent.add_argument(
         "--token",
@@ -222,6 +222,10 @@ def subscribe_request(args: argparse.Namespace, delivery: str = "json") -> Subsc
     )
 
 
+def _env_token() -> str | None:
+    return os.environ.get(TOKEN_ENV_VAR) or None
+
+
 def rest_client(
     args: argparse.Namespace, calls: Literal["prices", "catalogue", "history"], **settings: Any
 ) -> RestClient:
@@ -232,7 +236,10 @@ def rest_client(
     endpoints = args.endpoint or DEFAULT_ENDPOINTS
     rest, api, history = rest_urls(endpoints, args.rest_url, args.history_url, args.api_url)
     used = {"prices": rest, "catalogue": api + history, "history": history}[calls]
-    token = resolve_token(args.token, list(used))
+    if calls == "history":  # the history service serves bars without a token
+        token = resolve_token(args.token, list(used)) if args.token or _env_token() else None
+    else:
+        token = resolve_token(args.token, list(used))
     return RestClient(
         token, rest_url=rest, history_url=history, api_url=api, timeout=args.timeout, **settings
     )

@@ -7,7 +7,7 @@ Three services, each with its own base URLs (the official clients' defaults):
   /v1/guardian_set_upgrade``;
 - the API service (``pyth.dourolabs.app``): ``GET /v1/symbols``, the feeds catalogue;
 - the history service (``history.pyth-lazer.dourolabs.app``): ``GET /v1/state``, the OHLC
-  bars (:mod:`pylazer_sync.history`), and the catalogue's old location
+  bars (:mod:`pylazer_sync.ohlc`), and the catalogue's old location
   ``/history/v1/symbols``, used while the new one does not answer.
 
 Each call fails over and retries by the rules of :mod:`.failover`; answers decode into
@@ -289,10 +289,11 @@ class RestClient:
             lambda body: ServiceState.from_json_obj(_json(body, "state")),
         )
 
-    def get_history_json(self, path: str, query: Mapping[str, str]) -> Any:
-        """``GET`` a JSON answer from the history service (by the failover rules); for
-        :mod:`pylazer_sync.history`."""
-        return self._get(self._history, path, query, lambda body: _json(body, path))
+    def get_history(self, path: str, query: Mapping[str, str], decode: Callable[[bytes], _T]) -> _T:
+        """``GET`` an answer from the history service by the failover rules, decoded by
+        ``decode`` (which raises ``ProtocolError`` on an undecodable body); for
+        :mod:`pylazer_sync.ohlc`."""
+        return self._get(self._history, path, query, decode)
 
     # -- the catalogue ---------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from ..protocol import (
 )
 from ..protocol.messages import parse_json_update
 from ..protocol.types import U64_MAX
+from .bars import channel_of, udf_history
 from .market import Catalogue, MarketModel
 from .reference import GuardianSet, search, state_json, symbol_entry
 from .updates import UpdateEncoder, channel_period_us, now_us, resolve, validate_rest_params
@@ -147,6 +148,8 @@ class RestApi:
         if outage is not None and (outage[1] is None or url.path in outage[1]):
             return outage[0], f"simulated outage: HTTP {outage[0]}"
         route = self._routes.get(url.path)
+        if route is None and _CHANNEL_PATH.fullmatch(url.path):
+            route = ("GET", self._history)
         if route is None:
             return HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}"
         if method != route[0]:
@@ -285,6 +288,14 @@ class RestApi:
         args = {k: v[0] for k, v in query.items() if v}
         feeds = self.catalogue.search(args.get("query", ""), args.get("asset_type", ""))
         return HTTPStatus.OK, [f.metadata() for f in feeds]
+
+    def _history(self, path: str, query: Mapping[str, list[str]], body: bytes) -> Any:
+        channel = channel_of(path.split("/")[2])
+        args = {k: v[0] for k, v in query.items() if v}
+        answer = udf_history(
+            self.catalogue, self.market, channel, args, now_us(), self.real_time_period_us
+        )
+        return HTTPStatus.OK, answer
 
     def _state(self, path: str, query: Mapping[str, list[str]], body: bytes) -> Any:
         flags = {k: v[0].lower() == "true" for k, v in query.items() if v}
