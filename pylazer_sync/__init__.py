@@ -24,6 +24,7 @@ from .errors import (
     SignatureError,
     SimulatorError,
 )
+from .ohlc import history
 from .protocol import (
     Channel,
     DeliveryFormat,
@@ -45,7 +46,14 @@ from .protocol import (
     decode_message,
     parse_server_message,
 )
-from .rest import RestClient, SymbolInfo
+from .rest import (
+    FeedState,
+    GuardianSetUpgrade,
+    RestClient,
+    ServiceState,
+    SymbolInfo,
+    SymbolList,
+)
 from .snapshot import LatestFeed
 
 __version__ = "0.1.0"
@@ -60,8 +68,10 @@ __all__ = [
     "ConnectError",
     "ConnectionState",
     "DeliveryFormat",
+    "FeedState",
     "FeedUpdate",
     "Format",
+    "GuardianSetUpgrade",
     "InvalidRequestError",
     "JsonBinaryEncoding",
     "LatestFeed",
@@ -82,6 +92,7 @@ __all__ = [
     "RestClient",
     "RestError",
     "ServerError",
+    "ServiceState",
     "SignatureError",
     "SimulatorError",
     "StreamUpdate",
@@ -90,12 +101,14 @@ __all__ = [
     "SubscribedWithIgnoredFeeds",
     "SubscriptionError",
     "SymbolInfo",
+    "SymbolList",
     "UndecodableFrame",
     "UnknownMessage",
     "Unsubscribed",
     "__version__",
     "decode_binary_update",
     "decode_message",
+    "history",
     "parse_server_message",
     "protocol",
 ]

@@ -20,7 +20,8 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -38,7 +39,7 @@ from .errors import (
 from .pipeline import STOP, Inbound
 from .protocol import StreamUpdate, SubscribeRequest
 from .protocol.requests import ChannelLike, FormatLike, PropertyLike
-from .rest import RestClient, SymbolInfo
+from .rest import GuardianSetUpgrade, RestClient, ServiceState, SymbolList
 from .snapshot import LatestFeed, LatestSnapshot
 from .subscriptions import SubscriptionRegistry
 
@@ -89,14 +90,19 @@ class _Core:
             self.subscriptions,
             queue_updates=not config.snapshot_only,
         )
-        assert config.rest_url is not None and config.history_url is not None
+        assert config.rest_url and config.history_url and config.api_url
         self.rest = RestClient(
             config.secret,
             rest_url=config.rest_url,
             history_url=config.history_url,
+            api_url=config.api_url,
             timeout=config.timeout * 2,
+            retries=config.rest_retries,
+            backoff=config.backoff,
             ssl_context=config.ssl_context,
             allow_insecure=config.allow_insecure,
+            symbols_cache=config.symbols_cache,
+            symbols_max_age=config.symbols_max_age,
         )
 
     def _on_state(self, connection: Connection) -> None:
@@ -215,9 +221,17 @@ class LazerClient:
         snapshot_only: keep only the :meth:`latest` snapshot and do not queue stream
             updates for ``recv()`` (for dashboards that only ever ask "what is it now?");
             other messages (``Subscribed``, errors, ...) are still queued.
-        rest_url / history_url: base URLs of the REST calls (:meth:`latest_price`,
-            :meth:`price`, :meth:`symbols`); by default derived from the first endpoint
-            (production: ``https://pyth-lazer-0.dourolabs.app`` and the history service).
+        rest_url / api_url / history_url: base URL (or URLs, failed over in turn) of the
+            router's REST calls (:meth:`latest_price`, :meth:`price`,
+            :meth:`reduce_price`, :meth:`guardian_set_upgrade`), of the catalogue
+            (:meth:`symbols`) and of the history service (:meth:`state`, OHLC bars). By
+            default derived from the endpoints (production: the three stream hosts,
+            ``https://pyth.dourolabs.app`` and ``https://history.pyth-lazer.dourolabs.app``).
+        rest_retries: rounds over all of a service's URLs repeated after one that found
+            no answer, with the ``backoff`` waits (see the README's REST section).
+        symbols_cache / symbols_max_age: a file for the catalogue, answered from when the
+            service cannot be reached, and how many seconds a cached copy is answered
+            from without asking (see :meth:`symbols`).
 
     The latest-value snapshot (:meth:`latest`, :meth:`latest_prices`) is updated as each
     unique update is decoded, before it is queued. Under ``overflow="drop_oldest"`` or
@@ -245,8 +259,12 @@ class LazerClient:
         max_frame_size: int = _D.max_frame_size,
         on_all_down: Callable[[], None] | None = _D.on_all_down,
         snapshot_only: bool = _D.snapshot_only,
-        rest_url: str | None = _D.rest_url,
-        history_url: str | None = _D.history_url,
+        rest_url: str | Sequence[str] | None = _D.rest_url,
+        history_url: str | Sequence[str] | None = _D.history_url,
+        api_url: str | Sequence[str] | None = _D.api_url,
+        rest_retries: int = _D.rest_retries,
+        symbols_cache: str | None = _D.symbols_cache,
+        symbols_max_age: float | None = _D.symbols_max_age,
     ) -> None:
         config = ClientConfig(
             token=token,
@@ -267,6 +285,10 @@ class LazerClient:
             snapshot_only=snapshot_only,
             rest_url=rest_url,
             history_url=history_url,
+            api_url=api_url,
+            rest_retries=rest_retries,
+            symbols_cache=symbols_cache,
+            symbols_max_age=symbols_max_age,
         )
         self._core = _Core(config)
         # Closing on garbage collection and at interpreter exit: finalize holds the
@@ -514,6 +536,12 @@ class LazerClient:
 
     # -- REST ------------------------------------------------------------------------------
 
+    @property
+    def rest(self) -> RestClient:
+        """The REST client of this client's URLs, token and failover settings (for
+        :func:`pylazer_sync.history` and other REST calls; it needs no started client)."""
+        return self._core.rest
+
     def latest_price(
         self, request: SubscribeRequest | None = None, /, **fields: Any
     ) -> StreamUpdate:
@@ -524,14 +552,48 @@ class LazerClient:
         return self._core.rest.latest_price(request, **fields)
 
     def price(
-        self, timestamp_us: int, request: SubscribeRequest | None = None, /, **fields: Any
+        self, timestamp: int | datetime, request: SubscribeRequest | None = None, /, **fields: Any
     ) -> StreamUpdate:
-        """Ask the REST API for the update in force at ``timestamp_us``."""
-        return self._core.rest.price(timestamp_us, request, **fields)
+        """Ask the REST API for the update in force at ``timestamp``: microseconds since
+        the epoch or an aware ``datetime`` (a naive one is refused: UTC or local?)."""
+        return self._core.rest.price(timestamp, request, **fields)
 
-    def symbols(self, query: str | None = None, asset_type: str | None = None) -> list[SymbolInfo]:
-        """The feeds catalogue from the REST API, filtered by text and/or asset type."""
-        return self._core.rest.symbols(query, asset_type)
+    def reduce_price(
+        self, update: StreamUpdate | Mapping[str, Any], price_feed_ids: Iterable[int]
+    ) -> StreamUpdate:
+        """Shrink a signed update (from the stream or REST) to some of its feeds: the
+        service re-signs it, same timestamp and values, for a cheaper contract call."""
+        return self._core.rest.reduce_price(update, price_feed_ids)
+
+    def guardian_set_upgrade(self) -> GuardianSetUpgrade | None:
+        """The guardian (multisig) key set upgrade in progress, or ``None``."""
+        return self._core.rest.guardian_set_upgrade()
+
+    def state(self, *parts: str) -> ServiceState:
+        """The service's state (``feeds``, ``publishers``, ...; all without ``parts``)."""
+        return self._core.rest.state(*parts)
+
+    def symbols(
+        self,
+        query: str | None = None,
+        asset_type: str | None = None,
+        *,
+        instrument_type: str | None = None,
+        cache: str | None = None,
+        max_age: float | None = None,
+        refresh: bool = False,
+    ) -> SymbolList:
+        """The feeds catalogue, filtered by text, asset type and/or instrument type; with
+        a cache file, answered from it when the service cannot be reached (see
+        :meth:`RestClient.symbols`)."""
+        return self._core.rest.symbols(
+            query,
+            asset_type,
+            instrument_type=instrument_type,
+            cache=cache,
+            max_age=max_age,
+            refresh=refresh,
+        )
 
     # -- observing ---------------------------------------------------------------------
 

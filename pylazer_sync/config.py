@@ -29,10 +29,20 @@ DEFAULT_ENDPOINTS: Final = (
 )
 """Production stream endpoints; Lazer advises connecting to all of them at once."""
 
-DEFAULT_REST_URL: Final = "https://pyth-lazer-0.dourolabs.app"
-"""Base URL of the REST calls ``/v1/latest_price`` and ``/v1/price``."""
+DEFAULT_REST_URLS: Final = (
+    "https://pyth-lazer-0.dourolabs.app",
+    "https://pyth-lazer-1.dourolabs.app",
+    "https://pyth-lazer-2.dourolabs.app",
+)
+"""Base URLs of the router's REST calls (``/v1/latest_price``, ``/v1/price``,
+``/v1/reduce_price``, ``/v1/guardian_set_upgrade``): the stream hosts, failed over in turn."""
+DEFAULT_REST_URL: Final = DEFAULT_REST_URLS[0]
+"""The first of :data:`DEFAULT_REST_URLS` (the official TypeScript SDK's only one)."""
+DEFAULT_API_URL: Final = "https://pyth.dourolabs.app"
+"""Base URL of the API service: the feeds catalogue, ``/v1/symbols``."""
 DEFAULT_HISTORY_URL: Final = "https://history.pyth-lazer.dourolabs.app"
-"""Base URL of the metadata service (``/history/v1/symbols``)."""
+"""Base URL of the history service: ``/v1/state``, OHLC bars, and the catalogue's old
+location ``/history/v1/symbols``."""
 
 TOKEN_ENV_VAR: Final = "PYTH_LAZER_TOKEN"
 
@@ -226,17 +236,28 @@ def rest_url_for(stream_endpoint: str) -> str:
 
 
 def rest_urls(
-    endpoints: Sequence[str], rest_url: str | None = None, history_url: str | None = None
-) -> tuple[str, str]:
-    """The REST and catalogue base URLs ``(rest_url, history_url)`` of a client of
-    ``endpoints``: the given ones; else production's for the production endpoints; else
-    derived from the first endpoint (:func:`rest_url_for`), the catalogue at the same place."""
+    endpoints: Sequence[str],
+    rest_url: str | Sequence[str] | None = None,
+    history_url: str | Sequence[str] | None = None,
+    api_url: str | Sequence[str] | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The REST base URLs ``(rest, api, history)`` of a client of ``endpoints``, each a
+    tuple to fail over along: the given ones; else production's for the production
+    endpoints; else derived from every endpoint (:func:`rest_url_for`), with the
+    catalogue and history at the same places. The catalogue defaults to the history
+    URLs when those are given."""
     production = tuple(endpoints) == DEFAULT_ENDPOINTS
-    if rest_url is None:
-        rest_url = DEFAULT_REST_URL if production else rest_url_for(endpoints[0])
-    if history_url is None:
-        history_url = DEFAULT_HISTORY_URL if production else rest_url
-    return rest_url, history_url
+
+    def given(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    derived = tuple(dict.fromkeys(rest_url_for(e) for e in endpoints))
+    rest = given(rest_url) or (DEFAULT_REST_URLS if production else derived)
+    history = given(history_url) or ((DEFAULT_HISTORY_URL,) if production else rest)
+    api = given(api_url) or given(history_url) or ((DEFAULT_API_URL,) if production else rest)
+    return rest, api, history
 
 
 def check_url(url: str, what: str, secure: str, plain: str, allow_insecure: bool) -> str:
@@ -291,8 +312,12 @@ class ClientConfig:
     max_frame_size: int = 1 << 20
     on_all_down: Callable[[], None] | None = None
     snapshot_only: bool = False
-    rest_url: str | None = None
-    history_url: str | None = None
+    rest_url: str | Sequence[str] | None = None
+    history_url: str | Sequence[str] | None = None
+    api_url: str | Sequence[str] | None = None
+    rest_retries: int = 2
+    symbols_cache: str | None = None
+    symbols_max_age: float | None = None
 
     def __post_init__(self) -> None:
         endpoints = self.endpoints
@@ -328,9 +353,23 @@ class ClientConfig:
             raise InvalidRequestError("on_all_down: must be callable")
         for name in ("allow_insecure", "snapshot_only"):
             _set(self, name, bool(getattr(self, name)))
-        rest_url, history_url = rest_urls(eps, self.rest_url, self.history_url)
-        _set(self, "rest_url", rest_url)
-        _set(self, "history_url", history_url)
+        rest, api, history = rest_urls(eps, self.rest_url, self.history_url, self.api_url)
+        for name, urls in (("rest_url", rest), ("api_url", api), ("history_url", history)):
+            if not urls or not all(isinstance(u, str) for u in urls):
+                raise InvalidRequestError(f"{name}: expected a URL or a list of URLs")
+            for url in urls:
+                check_url(url, name, "https", "http", bool(self.allow_insecure))
+            _set(self, name, urls)
+        retries = self.rest_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+            raise InvalidRequestError(f"rest_retries: {retries!r} must be an integer from 0 to 100")
+        if self.symbols_cache is not None:
+            if not isinstance(self.symbols_cache, (str, os.PathLike)):
+                raise InvalidRequestError(f"symbols_cache: {self.symbols_cache!r} is not a path")
+            _set(self, "symbols_cache", os.fspath(self.symbols_cache))
+        max_age = self.symbols_max_age
+        if max_age is not None and not (_is_number(max_age) and 0 <= max_age < math.inf):
+            raise InvalidRequestError(f"symbols_max_age: {max_age!r} must be None or seconds >= 0")
 
     @property
     def secret(self) -> Secret | None:

@@ -58,7 +58,15 @@ class SimulatorError(LazerError, RuntimeError):
 
 
 class RestError(LazerError):
-    """A REST call failed: the HTTP status and the server's error text are in the message."""
+    """A REST call failed: the HTTP status and the server's error text are in the message.
+
+    ``status`` is the HTTP status of the (last) answer, or ``None`` when no server answered
+    (connection refused, timeout, DNS, TLS).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RecordingError(LazerError, OSError):

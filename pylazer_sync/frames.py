@@ -7,6 +7,9 @@
 * :func:`read_parquet` loads a Parquet recording (one file or a directory of them, see
   :class:`~pylazer_sync.recording.ParquetRecorder`) into the same layout, filtered by feed
   and time as it is read.
+* :func:`live_frame` starts OHLC bars from the history service and extends them with the
+  live stream (see :mod:`pylazer_sync.live_bars`; :func:`pylazer_sync.history` for bars
+  alone).
 * :func:`read_recording`, :func:`read_jsonl` and :func:`write_jsonl` come from
   :mod:`pylazer_sync.recording` (re-exported here): recordings read back as the very same
   typed :class:`~pylazer_sync.StreamUpdate` objects, signed envelopes included.
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .client import LazerClient
+    from .live_bars import LiveBars
     from .rest import SymbolInfo
 
 Numbers = Literal["decimal", "float"]
@@ -339,3 +343,32 @@ __all__ = [
     "updates_frame",
     "write_jsonl",
 ]
+
+
+# ---------------------------------------------------------------------------------
+# Live bars: history, then the stream
+# ---------------------------------------------------------------------------------
+
+
+def live_frame(
+    client: LazerClient,
+    feeds: Iterable[int | str],
+    history: _dt.timedelta = _dt.timedelta(hours=1),
+    resolution: str = "1m",
+    channel: str = "fixed_rate@200ms",
+    numbers: Numbers = "decimal",
+) -> LiveBars:
+    """OHLC bars of ``feeds`` (ids or symbols) that start with the last ``history`` of
+    bars from the history service and go on with the live stream.
+
+    It subscribes ``client`` (started) to the feeds' ``price`` and ``exponent`` on
+    ``channel``; each ``update()`` folds in what the client has queued and returns the
+    DataFrame (index ``symbol``, ``time``; ``open``, ``high``, ``low``, ``close``,
+    ``source``), also at ``.frame``. Bars built live equal the service's bars of the same
+    channel; the first live bar, begun before the subscription, is replaced by the
+    service's once it is complete. It reads the client's queue: other messages are kept
+    in ``.other``. See :class:`pylazer_sync.live_bars.LiveBars`.
+    """
+    from .live_bars import LiveBars
+
+    return LiveBars(client, list(feeds), history, resolution, channel, numbers)

@@ -604,7 +604,7 @@ def test_a_client_pointed_at_the_stream_url_finds_rest() -> None:
     # No rest_url: the client derives it from the endpoint, as against production.
     with Simulator(seed=7, token=TOKEN) as s:
         client = LazerClient(TOKEN, endpoints=[s.url], num_connections=1)
-        assert client.config.rest_url == rest_url_for(s.url)
+        assert client.config.rest_url == (rest_url_for(s.url),)
         (btc,) = [e for e in client.symbols("btc") if e.symbol == "Crypto.BTC/USD"]
         update = client.latest_price(price_feed_ids=[btc.feed_id], properties=["price"])
         assert [f.feed_id for f in update.feeds] == [btc.feed_id]

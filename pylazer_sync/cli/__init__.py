@@ -33,7 +33,7 @@ from ..errors import (
     ProtocolError,
     RestError,
 )
-from . import demo, latest, record, relay, simulate, stream, symbols
+from . import demo, history, latest, record, relay, simulate, stream, symbols
 from .command import Command, Context, LogGate
 from .exits import (
     EPILOG,
@@ -61,6 +61,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     simulate.COMMAND,
     symbols.COMMAND,
     latest.COMMAND,
+    history.COMMAND,
 )
 """Every command, in the order ``--help`` lists them."""
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 from ..config import (
+    DEFAULT_API_URL,
     DEFAULT_ENDPOINTS,
     DEFAULT_HISTORY_URL,
-    DEFAULT_REST_URL,
     TOKEN_ENV_VAR,
     resolve_token,  # the library's one token rule, shared with the command line
     rest_urls,
@@ -55,7 +55,7 @@ def connection_options() -> Parser:
         type=argtypes.stream_url,
         metavar="URL",
         help="stream endpoint, repeatable (default: the three production endpoints); "
-        "REST calls go to the first one's host and port",
+        "REST calls go to their hosts and ports, failed over in turn",
     )
     parent.add_argument(
         "--token",
@@ -88,28 +88,40 @@ def client_options() -> Parser:
 
 
 def rest_options() -> Parser:
-    """Where the REST calls go: ``--rest-url``, ``--history-url``, ``--timeout``."""
+    """Where the REST calls go: ``--rest-url``, ``--api-url``, ``--history-url`` (each
+    repeatable: failed over in turn), ``--timeout``."""
     parent = Parser(add_help=False)
     parent.add_argument(
         "--rest-url",
+        action="append",
         type=argtypes.http_url,
         metavar="URL",
-        help=f"base URL of the price REST calls (default: the first --endpoint's host and "
-        f"port, else {DEFAULT_REST_URL})",
+        help="base URL of the price REST calls, repeatable (default: the --endpoint hosts "
+        "and ports, else the three production hosts)",
+    )
+    parent.add_argument(
+        "--api-url",
+        action="append",
+        type=argtypes.http_url,
+        metavar="URL",
+        help=f"base URL of the feeds catalogue, /v1/symbols, repeatable (default: "
+        f"--history-url if given, else the --endpoint hosts, else {DEFAULT_API_URL})",
     )
     parent.add_argument(
         "--history-url",
+        action="append",
         type=argtypes.http_url,
         metavar="URL",
-        help=f"base URL of the symbols catalogue (default: the first --endpoint's host and "
-        f"port, else {DEFAULT_HISTORY_URL})",
+        help=f"base URL of the history service (OHLC bars, state, the catalogue's old "
+        f"location), repeatable (default: the --endpoint hosts and ports, else "
+        f"{DEFAULT_HISTORY_URL})",
     )
     parent.add_argument(
         "--timeout",
         type=argtypes.positive_float,
         default=10.0,
         metavar="SECONDS",
-        help="timeout of each REST call (default: %(default)s)",
+        help="timeout of each REST attempt (default: %(default)s)",
     )
     return parent
 
@@ -210,14 +222,27 @@ def subscribe_request(args: argparse.Namespace, delivery: str = "json") -> Subsc
     )
 
 
-def rest_client(args: argparse.Namespace, calls: Literal["prices", "catalogue"]) -> RestClient:
+def _env_token() -> str | None:
+    return os.environ.get(TOKEN_ENV_VAR) or None
+
+
+def rest_client(
+    args: argparse.Namespace, calls: Literal["prices", "catalogue", "history"], **settings: Any
+) -> RestClient:
     """The REST client the connection and REST options describe, by the library's rules:
-    the URLs a ``LazerClient`` of those endpoints derives, and a token needed unless the
-    URL of the ``calls`` made (``"prices"`` or ``"catalogue"``) is on this machine."""
+    the URLs a ``LazerClient`` of those endpoints derives, and a token needed unless every
+    URL of the ``calls`` made is on this machine. ``settings``: more ``RestClient``
+    keywords (the symbols cache)."""
     endpoints = args.endpoint or DEFAULT_ENDPOINTS
-    rest_url, history_url = rest_urls(endpoints, args.rest_url, args.history_url)
-    token = resolve_token(args.token, [rest_url if calls == "prices" else history_url])
-    return RestClient(token, rest_url=rest_url, history_url=history_url, timeout=args.timeout)
+    rest, api, history = rest_urls(endpoints, args.rest_url, args.history_url, args.api_url)
+    used = {"prices": rest, "catalogue": api + history, "history": history}[calls]
+    if calls == "history":  # the history service serves bars without a token
+        token = resolve_token(args.token, list(used)) if args.token or _env_token() else None
+    else:
+        token = resolve_token(args.token, list(used))
+    return RestClient(
+        token, rest_url=rest, history_url=history, api_url=api, timeout=args.timeout, **settings
+    )
 
 
 REDIS_PASSWORD_ENV_VAR: Final = "PYLAZER_REDIS_PASSWORD"

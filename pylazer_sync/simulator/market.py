@@ -91,6 +91,14 @@ class FeedInfo:
     funding_interval_us: int | None = None
     cmc_id: int | None = None
     hermes_id: str | None = None
+    # Reference data of the API service's catalogue (``/v1/symbols``, see reference.py):
+    # the instrument type (None: ``rate`` for funding feeds, else ``spot``), a future's
+    # expiration, corporate actions as (kind, ex-date, numerator, denominator), and the
+    # access groups the feed needs.
+    instrument_type: str | None = None
+    expiration_us: int | None = None
+    corporate_actions: tuple[tuple[str, str, int, int], ...] = ()
+    groups: tuple[str, ...] = ()
 
     @property
     def is_funding(self) -> bool:
@@ -107,7 +115,8 @@ class FeedInfo:
         return "America/New_York;O,O,O,O,O,O,O;"
 
     def metadata(self) -> dict[str, Any]:
-        """The feed as one element of ``GET /history/v1/symbols`` (PROTOCOL.md's fields)."""
+        """The feed as one element of the old ``GET /history/v1/symbols`` (PROTOCOL.md's
+        fields); ``/v1/symbols`` answers more (``simulator/reference.py``)."""
         out: dict[str, Any] = {
             "pyth_lazer_id": self.feed_id,
             "name": self.name,
@@ -232,6 +241,7 @@ def _default_feeds() -> list[FeedInfo]:
             volatility=Decimal("0.04"),
             sessions="equity",
             update_odds=400,
+            corporate_actions=(("split", "2024-06-10", 10, 1),),
         ),
         # Only offered at 200 ms or slower: "unsupportedChannels" on faster channels.
         FeedInfo(

@@ -202,6 +202,7 @@ class SimulatorServer:
         self._reopen_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._rest: RestServer | None = None
+        self.rest_api: RestApi | None = None  # the REST state (outages, counts, guardians)
         self._stream_connection: type[ServerConnection] | None = None
         self._flood: Flood | None = None
         self._token = settings.token.encode() if settings.token is not None else None
@@ -216,6 +217,7 @@ class SimulatorServer:
                 self.catalogue, self.encoder, self.settings.token, self.settings.real_time_period_us
             )
             self._rest = RestServer(api)
+            self.rest_api = api
             # REST answers on the stream port too, where clients derive it from the
             # stream URL as in production (see rest.py).
             self._stream_connection = stream_port_connection(api)

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -26,6 +26,7 @@ from .faults import GarbageKind
 from .flood import FloodStamp
 from .market import Catalogue, MarketModel, seed_to_int
 from .replay import Replay, ReplayService, load_replay
+from .rest import RestApi
 from .server import (
     RefuseMode,
     RequestRecord,
@@ -505,6 +506,42 @@ class Simulator:
     def stop_flood(self) -> None:
         """Back to normal ticks."""
         self._call(lambda s: s.stop_flood())
+
+    # -- REST ---------------------------------------------------------------------
+
+    def _rest_api(self, server: SimulatorServer) -> RestApi:
+        if server.rest_api is None:
+            raise SimulatorError("this simulator serves no REST (rest_port=None)")
+        return server.rest_api
+
+    def rest_outage(self, status: int | None = 503, paths: Iterable[str] | None = None) -> None:
+        """Answer every REST request (or those for ``paths``, e.g. ``["/v1/symbols"]``)
+        with HTTP ``status`` from now on, on both ports; ``None`` ends the outage."""
+        self._call(lambda s: self._rest_api(s).set_outage(status, paths))
+
+    def rest_requests(self) -> dict[str, int]:
+        """How many REST requests arrived per path (outages included), since the start."""
+        return self._call(lambda s: dict(self._rest_api(s).requests))
+
+    def start_guardian_set_upgrade(self, new_keys: list[bytes] | None = None) -> dict[str, Any]:
+        """Put a guardian set upgrade in progress (set 0, the simulator's EVM signer, to set
+        1: ``new_keys``, 20-byte addresses, default one derived key); returns its JSON as
+        ``/v1/guardian_set_upgrade`` now answers it."""
+
+        def start(s: SimulatorServer) -> dict[str, Any]:
+            api = self._rest_api(s)
+            api.guardian_upgrade = api.guardians.upgrade(time.time_ns() // 1000, new_keys)
+            return api.guardian_upgrade
+
+        return self._call(start)
+
+    def end_guardian_set_upgrade(self) -> None:
+        """No upgrade in progress any more (``/v1/guardian_set_upgrade`` answers ``null``)."""
+
+        def end(s: SimulatorServer) -> None:
+            self._rest_api(s).guardian_upgrade = None
+
+        self._call(end)
 
 
 def _ids(conn_id: int | None) -> list[int] | None:
